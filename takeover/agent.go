@@ -1,0 +1,221 @@
+package takeover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/understudy-ha/understudy/lease"
+)
+
+// Version is stamped into node records; cmd sets it from the build.
+var Version = "dev"
+
+// ErrRemoved is returned by Run when the operator removed this node from the cluster.
+var ErrRemoved = errors.New("takeover: node removed from the cluster")
+
+// Agent is the node daemon: it keeps a session with etcd, registers the node, qualifies
+// it, claims orphaned roles and runs their resources, and gives roles back when told to
+// or when it can no longer prove its lease is alive.
+//
+// Everything that decides is done by the single goroutine running Run (the loop); other
+// goroutines only feed it events. Local() and Cluster() may be called from any goroutine.
+type Agent struct {
+	cfg     Config
+	log     *zap.Logger
+	metrics *metrics
+	build   chainBuilder // how a role's resources are made; replaced in tests of failures
+
+	mu     sync.Mutex // guards local, loopAt, view, store, sess
+	local  LocalStatus
+	loopAt time.Time // when the loop last completed an iteration (monotonic)
+	view   *lease.View
+	store  *lease.Store
+	sess   *lease.Session
+
+	// loop-owned state
+	id        uint32
+	held      map[string]*heldRole
+	orphaned  map[string]time.Time // role -> when this node saw its claim vanish (monotonic)
+	backoff   map[string]time.Time // role -> do not claim before (monotonic), after a failure
+	failures  map[string]int       // role -> consecutive failed takeovers on this node
+	draining  bool
+	lastRec   string // last node record written, to skip identical writes
+	roleEvent chan roleFailure
+}
+
+// NewAgent checks the configuration and prepares an agent. It does not touch etcd.
+func NewAgent(cfg Config, log *zap.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("takeover: config: %w", err)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	a := &Agent{
+		cfg:       cfg,
+		log:       log.With(zap.String("node", cfg.Node)),
+		held:      map[string]*heldRole{},
+		orphaned:  map[string]time.Time{},
+		backoff:   map[string]time.Time{},
+		failures:  map[string]int{},
+		roleEvent: make(chan roleFailure, 16),
+	}
+	a.build = a.buildChain
+	a.local = LocalStatus{Node: cfg.Node, State: StateDown, TTL: cfg.TTL}
+	a.metrics = newMetrics(func() float64 { return a.Local().KeepaliveAge.Seconds() })
+	return a, nil
+}
+
+// Gatherer exposes the agent's metrics for the health endpoint.
+func (a *Agent) Gatherer() prometheus.Gatherer { return a.metrics.reg }
+
+// Local returns this agent's own state; it never blocks on etcd.
+func (a *Agent) Local() LocalStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l := a.local
+	l.Roles = make(map[string]int64, len(a.local.Roles))
+	for r, t := range a.local.Roles {
+		l.Roles[r] = t
+	}
+	if !a.loopAt.IsZero() {
+		l.LoopAge = time.Since(a.loopAt)
+	}
+	if a.sess != nil {
+		l.KeepaliveAge = time.Since(a.sess.LastAck())
+		l.TTL = a.sess.TTL()
+	}
+	return l
+}
+
+// Cluster returns the cluster status as of the agent's latest view of etcd.
+func (a *Agent) Cluster(ctx context.Context) (ClusterStatus, error) {
+	a.mu.Lock()
+	v, st := a.view, a.store
+	a.mu.Unlock()
+	if v == nil {
+		return ClusterStatus{}, errors.New("takeover: no view of the cluster yet")
+	}
+	return BuildStatus(ctx, st, a.cfg.Cluster, v), nil
+}
+
+// Run runs the agent until ctx is cancelled (returns nil) or the node is removed
+// (returns ErrRemoved). On return every role has been stopped and released.
+func (a *Agent) Run(ctx context.Context) error {
+	cli, err := a.cfg.EtcdClient(ctx)
+	if err != nil {
+		return fmt.Errorf("takeover: etcd client: %w", err)
+	}
+	defer cli.Close()
+	st := lease.NewStore(cli, a.cfg.Prefix, a.log)
+	a.mu.Lock()
+	a.store = st
+	a.mu.Unlock()
+
+	if err := a.allocateID(ctx, st); err != nil {
+		return err
+	}
+	wait := newBackoff(100*time.Millisecond, a.cfg.TTL)
+	for {
+		err := a.runSession(ctx, cli, st)
+		if errors.Is(err, ErrRemoved) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		a.log.Warn("session ended; rejoining as standby", zap.Error(err))
+		if !wait.sleep(ctx) {
+			return nil
+		}
+	}
+}
+
+func (a *Agent) allocateID(ctx context.Context, st *lease.Store) error {
+	wait := newBackoff(100*time.Millisecond, 2*time.Second)
+	for {
+		id, err := st.AllocateID(ctx, a.cfg.Node)
+		if err == nil {
+			a.id = id
+			a.log = a.log.With(zap.Uint32("node_id", id))
+			a.setLocal(func(l *LocalStatus) { l.NodeID = id })
+			return nil
+		}
+		a.log.Warn("allocate node id", zap.Error(err))
+		if !wait.sleep(ctx) {
+			return fmt.Errorf("takeover: allocate node id: %w", ctx.Err())
+		}
+	}
+}
+
+// runSession is one life of the node in the cluster: a fresh lease, registration, and the
+// event loop. It returns when the lease is lost or may be lost, after stopping every role.
+func (a *Agent) runSession(ctx context.Context, cli *clientv3.Client, st *lease.Store) (err error) {
+	sess, err := lease.NewSession(ctx, cli, a.cfg.TTL, a.log)
+	if err != nil {
+		return fmt.Errorf("takeover: new session: %w", err)
+	}
+	a.mu.Lock()
+	a.sess = sess
+	a.mu.Unlock()
+	a.log.Info("session started", zap.Int64("lease", int64(sess.ID())),
+		zap.Duration("ttl", sess.TTL()), zap.Duration("requested_ttl", sess.RequestedTTL()))
+	defer func() {
+		a.stopAll(ctx, st, "session ended")
+		// Revoke so claims we might still hold vanish now rather than at expiry; bounded
+		// by its own context because ctx may already be cancelled.
+		cctx, cancel := context.WithTimeout(context.Background(), sess.TTL())
+		_ = sess.Close(cctx)
+		cancel()
+		a.setLocal(func(l *LocalStatus) { l.State, l.EtcdOK, l.Ready = StateDown, false, false })
+		a.lastRec = ""
+	}()
+	l := &loop{a: a, st: st, sess: sess}
+	return l.run(ctx)
+}
+
+func (a *Agent) setLocal(f func(l *LocalStatus)) {
+	a.mu.Lock()
+	f(&a.local)
+	a.mu.Unlock()
+}
+
+// keepaliveFresh reports whether the lease is provably alive with margin to spare:
+// the last acknowledged keepalive was sent less than TTL - margin ago (monotonic clock).
+func (a *Agent) keepaliveFresh(sess *lease.Session) bool {
+	return time.Since(sess.LastAck()) < sess.TTL()-a.demoteMargin(sess)
+}
+
+// etcdCtx bounds one etcd round trip of the agent to half the TTL. While the node holds
+// roles the bound is also the moment it must demote itself (last acknowledged keepalive +
+// TTL - margin), so a hung etcd can never keep the loop from demoting in time.
+func (a *Agent) etcdCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	a.mu.Lock()
+	sess := a.sess
+	a.mu.Unlock()
+	if sess == nil {
+		return context.WithTimeout(ctx, a.cfg.TTL)
+	}
+	deadline := time.Now().Add(sess.TTL() / 2)
+	if len(a.held) > 0 {
+		if d := sess.LastAck().Add(sess.TTL() - a.demoteMargin(sess)); d.Before(deadline) {
+			deadline = d
+		}
+	}
+	return context.WithDeadline(ctx, deadline)
+}
+
+func (a *Agent) demoteMargin(sess *lease.Session) time.Duration {
+	m := a.cfg.DemoteMargin
+	if m <= 0 || m >= sess.TTL() {
+		m = sess.TTL() / 3
+	}
+	return m
+}

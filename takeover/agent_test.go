@@ -1,0 +1,384 @@
+package takeover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/understudy-ha/understudy/lease"
+	"github.com/understudy-ha/understudy/lease/leasetest"
+)
+
+// testTTL is short so tests are quick; leasetest's etcd grants 1 s.
+const testTTL = time.Second
+
+// farm runs in-process agents against one real embedded etcd.
+type farm struct {
+	t      *testing.T
+	etcd   *leasetest.Etcd
+	store  *lease.Store
+	agents map[string]*runningAgent
+}
+
+type runningAgent struct {
+	*Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newFarm(t *testing.T) *farm {
+	t.Helper()
+	e := leasetest.Start(t)
+	cli := e.Client(t)
+	f := &farm{t: t, etcd: e, store: lease.NewStore(cli, lease.Prefix("test"), nil), agents: map[string]*runningAgent{}}
+	t.Cleanup(func() {
+		for name := range f.agents {
+			f.stop(name)
+		}
+	})
+	return f
+}
+
+func (f *farm) config(name string) Config {
+	return Config{Node: name, Cluster: "test", Prefix: lease.Prefix("test"),
+		Etcd:         EtcdConfig{Endpoints: f.etcd.Endpoints(), DialTimeout: 2 * time.Second},
+		TTL:          testTTL,
+		HealthListen: "127.0.0.1:0", StateDir: f.t.TempDir(), LogFormat: "console", LogLevel: "info"}
+}
+
+func (f *farm) start(name string) *runningAgent {
+	f.t.Helper()
+	a, err := NewAgent(f.config(name), zaptest.NewLogger(f.t).Named(name))
+	if err != nil {
+		f.t.Fatalf("new agent %s: %v", name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ra := &runningAgent{Agent: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { ra.done <- a.Run(ctx) }()
+	f.agents[name] = ra
+	return ra
+}
+
+// stop shuts an agent down gracefully and waits for Run to return.
+func (f *farm) stop(name string) error {
+	ra, ok := f.agents[name]
+	if !ok {
+		return nil
+	}
+	delete(f.agents, name)
+	ra.cancel()
+	select {
+	case err := <-ra.done:
+		return err
+	case <-time.After(30 * time.Second):
+		f.t.Errorf("agent %s did not stop", name)
+		return errors.New("timeout")
+	}
+}
+
+func (f *farm) apply(spec string) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, _, err := f.store.PutSpec(ctx, []byte(spec), 0, true); err != nil {
+		f.t.Fatalf("apply: %v", err)
+	}
+}
+
+// waitView polls etcd until cond holds, bounded.
+func (f *farm) waitView(desc string, cond func(v *lease.View) bool) *lease.View {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var v *lease.View
+	for {
+		var err error
+		v, err = f.store.View(ctx)
+		if err == nil && cond(v) {
+			return v
+		}
+		select {
+		case <-ctx.Done():
+			f.t.Fatalf("timed out waiting for %s; last view: claims=%v nodes=%v", desc, claimsOf(v), statesOf(v))
+			return nil
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func claimsOf(v *lease.View) map[string]string {
+	m := map[string]string{}
+	if v != nil {
+		for r, c := range v.Claims {
+			m[r] = c.Node
+		}
+	}
+	return m
+}
+
+func statesOf(v *lease.View) map[string]string {
+	m := map[string]string{}
+	if v != nil {
+		for n, rec := range v.Nodes {
+			m[n] = rec.State
+		}
+	}
+	return m
+}
+
+func holderIs(role, node string) func(v *lease.View) bool {
+	return func(v *lease.View) bool { c, ok := v.Claims[role]; return ok && c.Node == node }
+}
+
+func stateIs(node, state string) func(v *lease.View) bool {
+	return func(v *lease.View) bool { rec, ok := v.Nodes[node]; return ok && rec.State == state }
+}
+
+func all(conds ...func(v *lease.View) bool) func(v *lease.View) bool {
+	return func(v *lease.View) bool {
+		for _, c := range conds {
+			if !c(v) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// roleSpec is an exec role running a long sleep, preferred on the given nodes.
+func roleSpec(name string, preferred ...string) string {
+	p := ""
+	if len(preferred) > 0 {
+		p = fmt.Sprintf("    preferred_nodes: [%s]\n", strings.Join(preferred, ", "))
+	}
+	return fmt.Sprintf("  - name: %s\n%s    exec:\n      command: [sleep, \"3600\"]\n      stop_timeout: 2s\n", name, p)
+}
+
+func spec(roles ...string) string { return "roles:\n" + strings.Join(roles, "") }
+
+// findExec finds a role's executable by the UNDERSTUDY_* environment the agent gave it.
+func findExec(t *testing.T, node, role string) int {
+	t.Helper()
+	want := []string{"UNDERSTUDY_NODE=" + node, "UNDERSTUDY_ROLE=" + role}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		env, err := os.ReadFile(d + "/environ")
+		if err != nil {
+			continue
+		}
+		vars := strings.Split(string(env), "\x00")
+		if slices.Contains(vars, want[0]) && slices.Contains(vars, want[1]) {
+			pid, _ := strconv.Atoi(filepath.Base(d))
+			return pid
+		}
+	}
+	t.Fatalf("no executable of role %s on %s", role, node)
+	return 0
+}
+
+func (a *Agent) lastAck() time.Time {
+	a.mu.Lock()
+	s := a.sess
+	a.mu.Unlock()
+	return s.LastAck()
+}
+
+func pidAlive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
+
+func TestStartOfDayFollowsPreferredNodes(t *testing.T) {
+	f := newFarm(t)
+	f.apply(spec(roleSpec("r1", "a"), roleSpec("r2", "b")))
+	f.start("c") // a non-preferred node joining first leaves never-held roles to the preferred ones for a grace period
+	f.waitView("c standby", stateIs("c", StateStandby))
+	f.start("a")
+	f.start("b")
+	v := f.waitView("a and b hold their roles", all(holderIs("r1", "a"), holderIs("r2", "b"),
+		stateIs("a", StateActive), stateIs("b", StateActive), stateIs("c", StateStandby)))
+	if v.Claims["r1"].Token <= 0 {
+		t.Fatalf("token = %d, want > 0", v.Claims["r1"].Token)
+	}
+}
+
+func TestGracefulStopHandsRoleToStandbyWithoutFencing(t *testing.T) {
+	f := newFarm(t)
+	f.apply(spec(roleSpec("r1", "a")))
+	f.start("a")
+	f.waitView("a holds r1", holderIs("r1", "a"))
+	f.start("b")
+	v := f.waitView("a active, b standby", all(stateIs("a", StateActive), stateIs("b", StateStandby)))
+	tok := v.Claims["r1"].Token
+	pid := findExec(t, "a", "r1")
+	f.waitView("a active", stateIs("a", StateActive))
+	if err := f.stop("a"); err != nil {
+		t.Fatalf("stop a: %v", err)
+	}
+	if pidAlive(pid) {
+		t.Fatalf("a's executable (pid %d) still runs after a stopped", pid)
+	}
+	v = f.waitView("b takes r1", holderIs("r1", "b"))
+	if v.Claims["r1"].Token <= tok {
+		t.Fatalf("token did not grow: %d -> %d", tok, v.Claims["r1"].Token)
+	}
+	if last := v.Last["r1"]; last.Node != "b" || last.Clean {
+		t.Fatalf("last = %+v, want b (unclean while held)", last)
+	}
+	evs, err := f.store.Events(context.Background(), "r1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rel *lease.Event
+	for i := range evs {
+		if evs[i].Kind == EventRelease && evs[i].Node == "a" {
+			rel = &evs[i]
+		}
+	}
+	if rel == nil {
+		t.Fatalf("no release event from a in %+v", evs)
+	}
+}
+
+func TestTwoOrphansTakenByDifferentStandbys(t *testing.T) {
+	f := newFarm(t)
+	f.apply(spec(roleSpec("r1", "a"), roleSpec("r2", "b")))
+	f.start("a")
+	f.start("b")
+	f.waitView("a, b active", all(holderIs("r1", "a"), holderIs("r2", "b")))
+	f.start("c")
+	f.start("d")
+	f.waitView("c, d standby", all(stateIs("c", StateStandby), stateIs("d", StateStandby)))
+	// Both holders vanish at once.
+	f.agents["a"].cancel()
+	f.agents["b"].cancel()
+	v := f.waitView("both roles held by c and d", func(v *lease.View) bool {
+		r1, ok1 := v.Claims["r1"]
+		r2, ok2 := v.Claims["r2"]
+		return ok1 && ok2 && r1.Node != r2.Node &&
+			(r1.Node == "c" || r1.Node == "d") && (r2.Node == "c" || r2.Node == "d")
+	})
+	t.Logf("r1 -> %s, r2 -> %s", v.Claims["r1"].Node, v.Claims["r2"].Node)
+}
+
+// The safety rule: an active node cut off from etcd stops its executable before etcd
+// could expire its lease and hand the role to someone else.
+func TestCutOffActiveStopsBeforeLeaseExpiry(t *testing.T) {
+	f := newFarm(t)
+	f.apply(spec(roleSpec("r1", "a")))
+	a := f.start("a")
+	f.waitView("a holds r1", all(holderIs("r1", "a"), stateIs("a", StateActive)))
+	pid := findExec(t, "a", "r1")
+	if !pidAlive(pid) {
+		t.Fatalf("exec pid %d not running", pid)
+	}
+	f.etcd.Stop()
+	// The earliest moment etcd could expire the lease is the send time of the last
+	// acknowledged keepalive plus the TTL; the agent's view of that is LastAck.
+	lastAck := a.lastAck()
+	deadline := lastAck.Add(a.Local().TTL)
+	for pidAlive(pid) {
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatalf("executable still running %s after the lease could have expired", time.Since(deadline))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	died := time.Now()
+	if died.After(deadline) {
+		t.Fatalf("executable died %s after the earliest lease expiry", died.Sub(deadline))
+	}
+	t.Logf("executable stopped %s before the earliest possible lease expiry", deadline.Sub(died))
+	f.etcd.Restart(t)
+	f.waitView("a rejoins and holds r1 again", holderIs("r1", "a"))
+}
+
+func TestDrainMoveRemove(t *testing.T) {
+	f := newFarm(t)
+	f.apply(spec(roleSpec("r1", "a")))
+	f.start("a")
+	f.waitView("a holds r1", holderIs("r1", "a"))
+	f.start("b")
+	f.start("c")
+	f.waitView("b, c standby", all(stateIs("b", StateStandby), stateIs("c", StateStandby)))
+	ctx := context.Background()
+
+	if err := f.store.SendCommand(ctx, "a", lease.Command{Kind: CommandMove, Role: "r1", To: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitView("r1 moved to c and marked", all(holderIs("r1", "c"), stateIs("c", StateActive),
+		func(v *lease.View) bool { return v.Last["r1"].Node == "c" && !v.Last["r1"].Clean }))
+
+	if err := f.store.SetCordoned(ctx, "c", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.SendCommand(ctx, "c", lease.Command{Kind: CommandDrain}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitView("c drained, r1 on a or b", all(stateIs("c", StateCordoned), func(v *lease.View) bool {
+		h := v.Claims["r1"].Node
+		return h == "a" || h == "b"
+	}))
+
+	if err := f.store.SendCommand(ctx, "c", lease.Command{Kind: CommandRemove}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-f.agents["c"].done:
+		if !errors.Is(err, ErrRemoved) {
+			t.Fatalf("Run = %v, want ErrRemoved", err)
+		}
+		delete(f.agents, "c")
+	case <-time.After(10 * time.Second):
+		t.Fatal("c did not leave after remove")
+	}
+	v := f.waitView("c gone", func(v *lease.View) bool { _, ok := v.IDs["c"]; _, live := v.Nodes["c"]; return !ok && !live })
+	if len(v.Claims) != 1 {
+		t.Fatalf("claims = %v", claimsOf(v))
+	}
+}
+
+func TestFailingExecIsRolledBackAndNextStandbyTries(t *testing.T) {
+	f := newFarm(t)
+	// The executable exists only on b: a's takeover fails, it rolls back, b takes over.
+	dir := t.TempDir()
+	f.apply("roles:\n  - name: r1\n    preferred_nodes: [a]\n    exec:\n      command: [sh, -c, 'test \"$UNDERSTUDY_NODE\" = b && exec sleep 3600; exit 3']\n      dir: " + dir + "\n")
+	f.start("a")
+	f.waitView("a tried and released", func(v *lease.View) bool { _, held := v.Claims["r1"]; return !held && v.Nodes["a"].State == StateStandby })
+	f.start("b")
+	f.waitView("b holds r1", holderIs("r1", "b"))
+	evs, err := f.store.Events(context.Background(), "r1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := false
+	for _, e := range evs {
+		if e.Kind == EventTakeoverFailed && e.Node == "a" {
+			failed = true
+		}
+	}
+	if !failed {
+		t.Fatalf("no takeover-failed event from a: %+v", evs)
+	}
+}
+
+func TestProbationUntilQualified(t *testing.T) {
+	f := newFarm(t)
+	f.apply("roles:\n  - name: r1\n    exec:\n      command: [/nonexistent/binary]\n")
+	f.start("a")
+	v := f.waitView("a in probation with a failed check", func(v *lease.View) bool {
+		q, ok := v.Qualified["a"]
+		return ok && !q.Passed && v.Nodes["a"].State == StateProbation
+	})
+	if _, held := v.Claims["r1"]; held {
+		t.Fatal("unqualified node claimed a role")
+	}
+	f.apply(spec(roleSpec("r1")))
+	f.waitView("a re-qualified and active", all(holderIs("r1", "a"), stateIs("a", StateActive)))
+}

@@ -1,0 +1,210 @@
+package takeover
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/understudy-ha/understudy/lease"
+)
+
+// claimOrphans tries to claim unheld roles while this node has capacity. Claims are
+// non-blocking transactions, so free standbys each end up with a different orphaned role
+// when several fail at once.
+func (l *loop) claimOrphans(ctx context.Context, v *lease.View) {
+	a := l.a
+	if v.Spec == nil || a.draining || v.Cordoned[a.cfg.Node] || !a.keepaliveFresh(l.sess) {
+		return
+	}
+	for _, r := range l.candidateOrder(v) {
+		if len(a.held) >= v.Spec.MaxRolesPerNode {
+			return
+		}
+		if _, held := v.Claims[r.Name]; held {
+			continue
+		}
+		if until, ok := a.backoff[r.Name]; ok && time.Now().Before(until) {
+			continue
+		}
+		if !l.qualifiedFor(v, r.Name) || !l.mayClaim(v, r) {
+			continue
+		}
+		cctx, cancel := a.etcdCtx(ctx)
+		c, prev, ok, err := l.st.TryClaim(cctx, l.sess, r.Name, a.cfg.Node)
+		cancel()
+		if err != nil {
+			a.log.Warn("claim", zap.String("role", r.Name), zap.Error(err))
+			continue
+		}
+		if !ok {
+			continue // another standby won the race
+		}
+		a.acquire(ctx, l.st, l.sess, r, c, prev)
+	}
+}
+
+// candidateOrder lists roles this node prefers first, then the others rotated by node id,
+// so concurrent standbys start their attempts on different roles.
+func (l *loop) candidateOrder(v *lease.View) []lease.RoleSpec {
+	var mine, rest []lease.RoleSpec
+	for _, r := range v.Spec.Roles {
+		if slices.Contains(r.Preferred, l.a.cfg.Node) {
+			mine = append(mine, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	if n := len(rest); n > 1 {
+		k := int(l.a.id) % n
+		rest = append(rest[k:], rest[:k]...)
+	}
+	return append(mine, rest...)
+}
+
+// mayClaim applies placement: a role being handed to a named node is left to it, and a
+// role with preferred nodes is left to a live, free preferred node for two TTLs (at
+// start of day, to the preferred nodes for startGrace TTLs even before they join), so
+// roles land where the operator asked without ever staying unheld because a preferred
+// node cannot take them.
+func (l *loop) mayClaim(v *lease.View, r lease.RoleSpec) bool {
+	me := l.a.cfg.Node
+	if t := v.Targets[r.Name]; t != "" && t != me && nodeFree(v, t) {
+		return false
+	}
+	if len(r.Preferred) == 0 || slices.Contains(r.Preferred, me) {
+		return true
+	}
+	var waited time.Duration
+	if since, ok := l.a.orphaned[r.Name]; ok {
+		waited = time.Since(since)
+	}
+	freePreferred := slices.ContainsFunc(r.Preferred, func(p string) bool { return nodeFree(v, p) })
+	switch {
+	case waited > startGrace*l.sess.TTL():
+		return true
+	case freePreferred:
+		return waited > 2*l.sess.TTL() // it had its chance and did not take the role
+	default:
+		// Start of day (never held): give preferred nodes that boot at the same time a
+		// chance to join before a non-preferred node takes their role.
+		_, everHeld := v.Last[r.Name]
+		return everHeld
+	}
+}
+
+// startGrace, in TTLs, is how long a never-held role waits for a preferred node before
+// any node may take it.
+const startGrace = 5
+
+// nodeFree reports whether a node is live, in failover, and has room for another role.
+func nodeFree(v *lease.View, node string) bool {
+	rec, ok := v.Nodes[node]
+	if !ok || v.Cordoned[node] {
+		return false
+	}
+	if rec.State != StateStandby && rec.State != StateActive {
+		return false
+	}
+	return v.Spec != nil && len(rec.Roles) < v.Spec.MaxRolesPerNode
+}
+
+// acquire runs the takeover of a role this node just claimed: fence the last holder,
+// record ourselves as holder, start the resources in order. Any failure rolls back and
+// releases the claim so another standby can try.
+func (a *Agent) acquire(ctx context.Context, st *lease.Store, sess *lease.Session, r lease.RoleSpec, c lease.Claim, prev lease.LastHolder) {
+	start := time.Now()
+	log := a.log.With(zap.String("role", r.Name), zap.Int64("token", c.Token), zap.String("from", prev.Node))
+	// The takeover must stop the moment the lease is lost: someone else may be starting.
+	tctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-sess.Done():
+			cancel()
+		case <-tctx.Done():
+		}
+	}()
+
+	var steps []lease.Step
+	first := start
+	if seen, ok := a.orphaned[r.Name]; ok {
+		first = seen
+		steps = append(steps, lease.Step{Name: "detect", Duration: start.Sub(seen)})
+		a.metrics.claimLatency.Observe(start.Sub(seen).Seconds())
+	}
+	ev := lease.Event{Role: r.Name, Node: a.cfg.Node, Token: c.Token, From: prev.Node}
+
+	fenceStep, err := a.fenceLast(tctx, r, prev)
+	steps = append(steps, fenceStep)
+	if err == nil {
+		err = timed(&steps, "mark", func() error { return st.MarkHolder(tctx, c, a.id) })
+	}
+	var h *heldRole
+	if err == nil {
+		h, err = a.startRole(tctx, r, c, &steps)
+	}
+	ev.Steps, ev.Total = steps, time.Since(first)
+	if err != nil {
+		a.takeoverFailed(ctx, st, log, r.Name, c, ev, err)
+		return
+	}
+	a.held[r.Name] = h
+	delete(a.orphaned, r.Name)
+	delete(a.failures, r.Name)
+	ev.Kind = EventTakeover
+	a.appendEvent(ctx, st, ev)
+	a.metrics.roleHeld.WithLabelValues(r.Name).Set(1)
+	a.metrics.transitions.WithLabelValues(r.Name, EventTakeover).Inc()
+	for _, s := range steps {
+		a.metrics.stepDuration.WithLabelValues(s.Name).Observe(s.Duration.Seconds())
+	}
+	log.Info("role taken over", zap.Duration("duration", ev.Total), zap.Any("steps", steps))
+}
+
+// takeoverFailed releases the claim after a failed takeover. The last-holder record stays
+// unclean, so whoever tries next fences whatever this attempt may have touched.
+func (a *Agent) takeoverFailed(ctx context.Context, st *lease.Store, log *zap.Logger, role string, c lease.Claim, ev lease.Event, err error) {
+	a.failures[role]++
+	wait := a.cfg.TTL << min(a.failures[role], 5)
+	a.backoff[role] = time.Now().Add(min(wait, time.Minute))
+	ev.Kind, ev.Detail = EventTakeoverFailed, err.Error()
+	log.Error("takeover failed; releasing the claim", zap.Error(err), zap.Any("steps", ev.Steps),
+		zap.Int("failures", a.failures[role]))
+	rctx, cancel := a.etcdCtx(context.WithoutCancel(ctx))
+	defer cancel()
+	if rerr := st.Release(rctx, c, nil, ""); rerr != nil {
+		log.Warn("release after failed takeover", zap.Error(rerr))
+	}
+	a.appendEvent(rctx, st, ev)
+	a.metrics.transitions.WithLabelValues(role, EventTakeoverFailed).Inc()
+}
+
+// timed runs f as a named step and appends its duration (and error) to steps.
+func timed(steps *[]lease.Step, name string, f func() error) error {
+	t := time.Now()
+	err := f()
+	s := lease.Step{Name: name, Duration: time.Since(t)}
+	if err != nil {
+		s.Err = err.Error()
+	}
+	*steps = append(*steps, s)
+	return err
+}
+
+func (a *Agent) appendEvent(ctx context.Context, st *lease.Store, ev lease.Event) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	ectx, cancel := a.etcdCtx(context.WithoutCancel(ctx))
+	defer cancel()
+	if err := st.AppendEvent(ectx, ev); err != nil {
+		a.log.Warn("append event", zap.String("kind", ev.Kind), zap.Error(err))
+	}
+}

@@ -1,0 +1,259 @@
+package takeover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/understudy-ha/understudy/lease"
+)
+
+// errDemoted ends a session whose keepalive went stale while it held roles.
+var errDemoted = errors.New("takeover: keepalive stale, demoted")
+
+// loop is one session's event loop. All its fields are touched only by the goroutine in run.
+type loop struct {
+	a    *Agent
+	st   *lease.Store
+	sess *lease.Session
+
+	state     string
+	since     time.Time       // wall clock, display only
+	done      map[string]bool // command ids handled in this session
+	lastError string
+}
+
+func (l *loop) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx) // also ends the watch
+	defer cancel()
+	l.done = map[string]bool{}
+	v, err := l.refresh(ctx)
+	if err != nil {
+		return err
+	}
+	watch := l.st.Watch(ctx, v.Rev+1)
+	l.a.appendEvent(ctx, l.st, lease.Event{Node: l.a.cfg.Node, Kind: EventJoin,
+		Detail: fmt.Sprintf("lease %x ttl %s", int64(l.sess.ID()), l.sess.TTL())})
+	if err := l.reconcile(ctx, v); err != nil {
+		return err
+	}
+	// The check tick drives demotion (stale keepalive) and a periodic re-read of the
+	// cluster, so a missed watch event can delay a decision but never lose it.
+	tick := time.NewTicker(checkInterval(l.sess.TTL()))
+	defer tick.Stop()
+	lastFull := time.Now()
+	for {
+		if l.mustDemote() {
+			return errDemoted
+		}
+		var err error
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.sess.Done():
+			return lease.ErrSessionLost
+		case <-tick.C:
+			if time.Since(lastFull) < time.Second {
+				l.a.touchLoop()
+				continue
+			}
+			err = l.reconcileNow(ctx)
+		case wr, ok := <-watch:
+			if !ok || wr.Err() != nil || wr.Canceled {
+				l.a.log.Warn("watch ended; re-reading the cluster", zap.Error(wr.Err()))
+				v, err = l.refresh(ctx)
+				if err == nil {
+					watch = l.st.Watch(ctx, v.Rev+1)
+					err = l.reconcile(ctx, v)
+				}
+				break
+			}
+			l.noteOrphans(wr.Events)
+			err = l.reconcileNow(ctx)
+		case f := <-l.a.roleEvent:
+			l.a.roleFailed(ctx, l.st, f)
+			err = l.reconcileNow(ctx)
+		}
+		lastFull = time.Now()
+		if errors.Is(err, ErrRemoved) {
+			return err
+		}
+	}
+}
+
+// mustDemote: the node holds roles but can no longer prove its lease alive with margin.
+func (l *loop) mustDemote() bool {
+	if len(l.a.held) == 0 || l.a.keepaliveFresh(l.sess) {
+		return false
+	}
+	l.a.log.Warn("keepalive stale: demoting before the lease can expire",
+		zap.Duration("keepalive_age", time.Since(l.sess.LastAck())), zap.Duration("ttl", l.sess.TTL()))
+	return true
+}
+
+func checkInterval(ttl time.Duration) time.Duration {
+	iv := ttl / 20
+	if iv < 20*time.Millisecond {
+		iv = 20 * time.Millisecond
+	}
+	return iv
+}
+
+// noteOrphans records when each claim vanished, so the takeover's "detect" step measures
+// from the moment this node learned of it.
+func (l *loop) noteOrphans(evs []*clientv3.Event) {
+	for _, ev := range evs {
+		if ev.Type != clientv3.EventTypeDelete {
+			continue
+		}
+		if role, ok := claimRole(l.st.Prefix(), string(ev.Kv.Key)); ok {
+			if _, seen := l.a.orphaned[role]; !seen {
+				l.a.orphaned[role] = time.Now()
+			}
+		}
+	}
+}
+
+func (l *loop) refresh(ctx context.Context) (*lease.View, error) {
+	vctx, cancel := l.a.etcdCtx(ctx)
+	defer cancel()
+	v, err := l.st.View(vctx)
+	l.a.setLocal(func(ls *LocalStatus) { ls.EtcdOK = err == nil })
+	if err != nil {
+		return nil, fmt.Errorf("takeover: read cluster: %w", err)
+	}
+	l.a.mu.Lock()
+	l.a.view = v
+	l.a.mu.Unlock()
+	return v, nil
+}
+
+func (l *loop) reconcileNow(ctx context.Context) error {
+	v, err := l.refresh(ctx)
+	if err != nil {
+		l.a.log.Warn("reconcile skipped", zap.Error(err))
+		return nil // not fatal: the session and demotion logic decide about outages
+	}
+	return l.reconcile(ctx, v)
+}
+
+// reconcile compares the cluster as etcd has it with what this node runs, and acts.
+func (l *loop) reconcile(ctx context.Context, v *lease.View) error {
+	defer l.a.touchLoop()
+	l.checkHeld(ctx, v)
+	if err := l.handleCommands(ctx, v); err != nil {
+		return err
+	}
+	l.dropUnspecified(ctx, v)
+	if l.needsQualification(v) {
+		l.qualify(ctx, v)
+		if nv, err := l.refresh(ctx); err == nil {
+			v = nv
+		}
+	}
+	for role := range v.Claims {
+		delete(l.a.orphaned, role)
+	}
+	if v.Spec != nil {
+		for _, r := range v.Spec.Roles {
+			if _, held := v.Claims[r.Name]; !held {
+				if _, seen := l.a.orphaned[r.Name]; !seen {
+					l.a.orphaned[r.Name] = time.Now()
+				}
+			}
+		}
+	}
+	l.claimOrphans(ctx, v)
+	l.publish(ctx, v)
+	return nil
+}
+
+// checkHeld stops roles whose claim is no longer ours: etcd is the source of truth, and a
+// claim that vanished may already be someone else's.
+func (l *loop) checkHeld(ctx context.Context, v *lease.View) {
+	for role, h := range l.a.held {
+		c, ok := v.Claims[role]
+		if ok && c.Token == h.claim.Token && c.Node == l.a.cfg.Node {
+			continue
+		}
+		l.a.log.Warn("claim lost; stopping role", zap.String("role", role), zap.Int64("token", h.claim.Token))
+		l.a.stopRole(ctx, l.st, role, EventLost, "claim no longer ours", "", false)
+	}
+}
+
+// dropUnspecified releases roles the applied spec no longer contains.
+func (l *loop) dropUnspecified(ctx context.Context, v *lease.View) {
+	for role := range l.a.held {
+		if v.Spec != nil {
+			if _, ok := v.Spec.Role(role); ok {
+				continue
+			}
+		}
+		l.a.stopRole(ctx, l.st, role, EventRelease, "role removed from spec", "", true)
+	}
+}
+
+// publish writes the node record when it changed and refreshes the local status.
+func (l *loop) publish(ctx context.Context, v *lease.View) {
+	a := l.a
+	roles := a.heldNames()
+	state := deriveState(l.qualified(v), v.Cordoned[a.cfg.Node], a.draining, len(roles))
+	if state != l.state {
+		a.log.Info("state change", zap.String("from", l.state), zap.String("to", state),
+			zap.Strings("roles", roles))
+		l.state, l.since = state, time.Now()
+		a.metrics.setState(state)
+	}
+	rec := lease.NodeRecord{Name: a.cfg.Node, ID: a.id, State: state, Roles: roles,
+		Addresses: a.cfg.Addresses, Health: a.cfg.HealthListen, Version: Version,
+		Since: l.since, TTL: int64(l.sess.TTL() / time.Second), Lease: int64(l.sess.ID())}
+	key := fmt.Sprintf("%s|%s|%v", state, strings.Join(roles, ","), l.since.UnixNano())
+	if key != a.lastRec {
+		pctx, cancel := a.etcdCtx(ctx)
+		err := l.st.PutNode(pctx, l.sess, rec)
+		cancel()
+		if err != nil {
+			a.log.Warn("publish node record", zap.Error(err))
+		} else {
+			a.lastRec = key
+		}
+	}
+	tokens := map[string]int64{}
+	for r, h := range a.held {
+		tokens[r] = h.claim.Token
+	}
+	a.setLocal(func(ls *LocalStatus) {
+		ls.State, ls.Roles, ls.Ready = state, tokens, state != StateProbation
+	})
+}
+
+func (a *Agent) heldNames() []string {
+	names := make([]string, 0, len(a.held))
+	for r := range a.held {
+		names = append(names, r)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (a *Agent) touchLoop() {
+	a.mu.Lock()
+	a.loopAt = time.Now()
+	a.mu.Unlock()
+}
+
+// claimRole returns the role of a roles/<role>/claim key.
+func claimRole(prefix, key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, prefix+"roles/")
+	if !ok {
+		return "", false
+	}
+	role, ok := strings.CutSuffix(rest, "/claim")
+	return role, ok && role != "" && !strings.Contains(role, "/")
+}

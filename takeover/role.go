@@ -1,0 +1,218 @@
+package takeover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/understudy-ha/understudy/lease"
+)
+
+// heldRole is a role this node holds: its claim, its running resources, and the
+// goroutine that forwards the exec resource's "gave up" signal to the loop.
+type heldRole struct {
+	claim lease.Claim
+	chain *Chain
+	since time.Time
+	stop  context.CancelFunc // stops the watcher goroutine
+	wg    sync.WaitGroup
+}
+
+// roleFailure is a held role's resource giving up (restarts exhausted).
+type roleFailure struct {
+	role  string
+	token int64
+	err   error
+}
+
+// chainBuilder makes a role's resources from its spec.
+type chainBuilder func(r lease.RoleSpec) (*Chain, <-chan error, error)
+
+// buildChain is the production chainBuilder. It returns the resources in takeover order
+// and the channel on which the exec resource reports that it gave up.
+func (a *Agent) buildChain(r lease.RoleSpec) (*Chain, <-chan error, error) {
+	if err := unsupportedKinds(r); err != nil {
+		return nil, nil, err
+	}
+	var res []Resource
+	var failed <-chan error
+	if r.Exec != nil {
+		e := NewExec(*r.Exec, a.log.With(zap.String("role", r.Name)))
+		res, failed = append(res, e), e.Failed()
+	}
+	return NewChain(res...), failed, nil
+}
+
+// unsupportedKinds refuses roles that need resources this build cannot run yet, so a
+// node never claims a role it would only half start.
+func unsupportedKinds(r lease.RoleSpec) error {
+	var errs []error
+	if r.Storage != nil {
+		errs = append(errs, errors.New("storage: not supported by this agent version"))
+	}
+	if r.VIP != nil {
+		errs = append(errs, errors.New("vip: not supported by this agent version"))
+	}
+	if r.Health != nil {
+		errs = append(errs, errors.New("health: not supported by this agent version"))
+	}
+	if r.Fence != nil && r.Fence.Method != "" && r.Fence.Method != "none" {
+		errs = append(errs, fmt.Errorf("fence.method %q: not supported by this agent version", r.Fence.Method))
+	}
+	return errors.Join(errs...)
+}
+
+// fenceLast fences the role's previous holder unless it released cleanly (or there was
+// none, or it was this node's own earlier life). A fence that fails stops the takeover.
+func (a *Agent) fenceLast(ctx context.Context, r lease.RoleSpec, prev lease.LastHolder) (lease.Step, error) {
+	t := time.Now()
+	step := lease.Step{Name: "fence"}
+	var err error
+	switch {
+	case prev.Node == "" || prev.Clean || prev.Node == a.cfg.Node:
+		// nothing to fence
+	case r.Fence == nil || r.Fence.Method == "" || r.Fence.Method == "none":
+		a.log.Warn("previous holder released uncleanly but the role has no fencing",
+			zap.String("role", r.Name), zap.String("last", prev.Node))
+	default:
+		err = fmt.Errorf("takeover: fence %s for role %q: method %q not supported", prev.Node, r.Name, r.Fence.Method)
+	}
+	step.Duration = time.Since(t)
+	if err != nil {
+		step.Err = err.Error()
+	}
+	return step, err
+}
+
+// startRole builds and starts the role's resources and watches the exec resource.
+func (a *Agent) startRole(ctx context.Context, r lease.RoleSpec, c lease.Claim, steps *[]lease.Step) (*heldRole, error) {
+	chain, failed, err := a.build(r)
+	if err != nil {
+		return nil, fmt.Errorf("takeover: role %q: %w", r.Name, err)
+	}
+	rc := RoleContext{Role: r.Name, Node: a.cfg.Node, NodeID: a.id, Token: c.Token,
+		Log: a.log.With(zap.String("role", r.Name), zap.Int64("token", c.Token))}
+	started, err := chain.Start(ctx, rc)
+	*steps = append(*steps, started...)
+	if err != nil {
+		return nil, err
+	}
+	h := &heldRole{claim: c, chain: chain, since: time.Now()}
+	wctx, cancel := context.WithCancel(context.Background())
+	h.stop = cancel
+	if failed != nil {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			select {
+			case err := <-failed:
+				select {
+				case a.roleEvent <- roleFailure{role: r.Name, token: c.Token, err: err}:
+				case <-wctx.Done():
+				}
+			case <-wctx.Done():
+			}
+		}()
+	}
+	return h, nil
+}
+
+// roleFailed handles a held role whose resources gave up: release it so a standby takes
+// it, and keep this node off it for a while.
+func (a *Agent) roleFailed(ctx context.Context, st *lease.Store, f roleFailure) {
+	h, ok := a.held[f.role]
+	if !ok || h.claim.Token != f.token {
+		return // already released
+	}
+	a.log.Error("role failed on this node; releasing it", zap.String("role", f.role), zap.Error(f.err))
+	a.failures[f.role]++
+	a.backoff[f.role] = time.Now().Add(min(a.cfg.TTL<<min(a.failures[f.role], 5), time.Minute))
+	a.stopRole(ctx, st, f.role, EventRelease, "failed: "+f.err.Error(), "", true)
+}
+
+// stopRole stops a held role in reverse order and, when release is set, gives its claim
+// back with a last-holder record that is clean only if every resource stopped.
+func (a *Agent) stopRole(ctx context.Context, st *lease.Store, role, kind, reason, target string, release bool) {
+	if ev := a.stopRoleQuiet(ctx, st, role, kind, reason, target, release); ev != nil {
+		a.appendEvent(ctx, st, *ev)
+	}
+}
+
+// stopRoleQuiet is stopRole without writing the event, for callers that must stop
+// several roles before spending time on etcd.
+func (a *Agent) stopRoleQuiet(ctx context.Context, st *lease.Store, role, kind, reason, target string, release bool) *lease.Event {
+	h, ok := a.held[role]
+	if !ok {
+		return nil
+	}
+	delete(a.held, role)
+	h.stop()
+	h.wg.Wait()
+	t := time.Now()
+	steps, err := h.chain.Stop(ctx)
+	ev := lease.Event{Role: role, Node: a.cfg.Node, Kind: kind, Token: h.claim.Token, Steps: steps, Detail: reason}
+	if err != nil {
+		ev.Detail += "; stop: " + err.Error()
+	}
+	if release {
+		last := &lease.LastHolder{Node: a.cfg.Node, NodeID: a.id, Token: h.claim.Token,
+			Clean: err == nil, Reason: reason, Time: time.Now()}
+		rctx, cancel := a.etcdCtx(context.WithoutCancel(ctx))
+		rerr := timed(&ev.Steps, "release", func() error { return st.Release(rctx, h.claim, last, target) })
+		cancel()
+		if rerr != nil {
+			a.log.Warn("release claim", zap.String("role", role), zap.Error(rerr))
+		}
+	}
+	ev.Total = time.Since(t)
+	a.metrics.roleHeld.WithLabelValues(role).Set(0)
+	a.metrics.transitions.WithLabelValues(role, kind).Inc()
+	a.log.Info("role stopped", zap.String("role", role), zap.String("kind", kind), zap.String("reason", reason),
+		zap.Int64("token", h.claim.Token), zap.Duration("duration", ev.Total), zap.Error(err))
+	return &ev
+}
+
+// stopAll stops every held role at the end of a session. If the lease may be gone the
+// stop is bounded by the earliest moment etcd could expire it, so our executables are
+// dead before another node can be granted the role; the claim is then not released
+// (it is, or is about to be, gone) and the unclean last record makes the next holder fence.
+func (a *Agent) stopAll(ctx context.Context, st *lease.Store, reason string) {
+	if len(a.held) == 0 {
+		return
+	}
+	a.mu.Lock()
+	sess := a.sess
+	a.mu.Unlock()
+	fresh := sess != nil && a.keepaliveFresh(sess)
+	var sctx context.Context
+	var cancel context.CancelFunc
+	if fresh {
+		// Graceful shutdown: the lease is alive, stop properly and release cleanly.
+		sctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	} else {
+		deadline := time.Now()
+		if sess != nil {
+			deadline = sess.LastAck().Add(sess.TTL() - checkInterval(sess.TTL()))
+		}
+		sctx, cancel = context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		reason = "demoted: " + reason
+	}
+	defer cancel()
+	kind := EventRelease
+	if !fresh {
+		kind = EventDemote
+	}
+	var evs []lease.Event
+	for _, role := range a.heldNames() {
+		if ev := a.stopRoleQuiet(sctx, st, role, kind, reason, "", fresh); ev != nil {
+			evs = append(evs, *ev)
+		}
+	}
+	for _, ev := range evs { // after every role is stopped: etcd may be slow or gone
+		a.appendEvent(ctx, st, ev)
+	}
+}
