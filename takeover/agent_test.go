@@ -350,7 +350,10 @@ func TestFailingExecIsRolledBackAndNextStandbyTries(t *testing.T) {
 	dir := t.TempDir()
 	f.apply("roles:\n  - name: r1\n    preferred_nodes: [a]\n    exec:\n      command: [sh, -c, 'test \"$UNDERSTUDY_NODE\" = b && exec sleep 3600; exit 3']\n      dir: " + dir + "\n")
 	f.start("a")
-	f.waitView("a tried and released", func(v *lease.View) bool { _, held := v.Claims["r1"]; return !held && v.Nodes["a"].State == StateStandby })
+	f.waitView("a tried and released", func(v *lease.View) bool {
+		_, held := v.Claims["r1"]
+		return !held && v.Nodes["a"].State == StateStandby
+	})
 	f.start("b")
 	f.waitView("b holds r1", holderIs("r1", "b"))
 	evs, err := f.store.Events(context.Background(), "r1", 0)

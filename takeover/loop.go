@@ -23,10 +23,9 @@ type loop struct {
 	st   *lease.Store
 	sess *lease.Session
 
-	state     string
-	since     time.Time       // wall clock, display only
-	done      map[string]bool // command ids handled in this session
-	lastError string
+	state string
+	since time.Time       // wall clock, display only
+	done  map[string]bool // command ids handled in this session
 }
 
 func (l *loop) run(ctx context.Context) error {
