@@ -385,3 +385,26 @@ func TestProbationUntilQualified(t *testing.T) {
 	f.apply(spec(roleSpec("r1")))
 	f.waitView("a re-qualified and active", all(holderIs("r1", "a"), stateIs("a", StateActive)))
 }
+
+func TestFailbackHandsRoleToPreferredNode(t *testing.T) {
+	f := newFarm(t)
+	f.apply("failback: true\n" + spec(roleSpec("r1", "a")))
+	f.start("b") // not preferred; takes r1 after the start-of-day grace because a is absent
+	f.waitView("b holds r1", all(holderIs("r1", "b"), stateIs("b", StateActive)))
+	f.start("a")
+	v := f.waitView("r1 failed back to a", all(holderIs("r1", "a"), stateIs("a", StateActive), stateIs("b", StateStandby)))
+	if last := v.Last["r1"]; last.Node != "a" {
+		t.Fatalf("last = %+v", last)
+	}
+}
+
+func TestNoFailbackByDefault(t *testing.T) {
+	f := newFarm(t)
+	f.apply(spec(roleSpec("r1", "a")))
+	f.start("b")
+	f.waitView("b holds r1", all(holderIs("r1", "b"), stateIs("b", StateActive)))
+	f.start("a")
+	f.waitView("a standby", stateIs("a", StateStandby))
+	time.Sleep(3 * testTTL) // give a wrong failback every chance to happen
+	f.waitView("b still holds r1", all(holderIs("r1", "b"), stateIs("a", StateStandby)))
+}

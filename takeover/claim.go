@@ -64,34 +64,55 @@ func (l *loop) candidateOrder(v *lease.View) []lease.RoleSpec {
 	return append(mine, rest...)
 }
 
-// mayClaim applies placement: a role being handed to a named node is left to it, and a
-// role with preferred nodes is left to a live, free preferred node for two TTLs (at
-// start of day, to the preferred nodes for startGrace TTLs even before they join), so
-// roles land where the operator asked without ever staying unheld because a preferred
-// node cannot take them.
+// mayClaim applies placement: a role being handed to a named node (move, failback) or
+// with preferred nodes is left to a live, free such node for two TTLs (at start of day,
+// to the preferred nodes for startGrace TTLs even before they join), so roles land where
+// the operator asked without ever staying unheld because that node cannot take them.
 func (l *loop) mayClaim(v *lease.View, r lease.RoleSpec) bool {
 	me := l.a.cfg.Node
-	if t := v.Targets[r.Name]; t != "" && t != me && nodeFree(v, t) {
+	var waited time.Duration
+	if since, ok := l.a.orphaned[r.Name]; ok {
+		waited = time.Since(since)
+	}
+	chance := 2 * l.sess.TTL() // how long a named or preferred node gets to take the role
+	if t := v.Targets[r.Name]; t != "" && t != me && nodeFree(v, t) && waited < chance {
 		return false
 	}
 	if len(r.Preferred) == 0 || slices.Contains(r.Preferred, me) {
 		return true
-	}
-	var waited time.Duration
-	if since, ok := l.a.orphaned[r.Name]; ok {
-		waited = time.Since(since)
 	}
 	freePreferred := slices.ContainsFunc(r.Preferred, func(p string) bool { return nodeFree(v, p) })
 	switch {
 	case waited > startGrace*l.sess.TTL():
 		return true
 	case freePreferred:
-		return waited > 2*l.sess.TTL() // it had its chance and did not take the role
+		return waited > chance // it had its chance and did not take the role
 	default:
 		// Start of day (never held): give preferred nodes that boot at the same time a
 		// chance to join before a non-preferred node takes their role.
 		_, everHeld := v.Last[r.Name]
 		return everHeld
+	}
+}
+
+// failback hands roles held here back to a free preferred standby, when the spec asks
+// for failback. The handoff is graceful (clean release naming the target), like a move.
+func (l *loop) failback(ctx context.Context, v *lease.View) {
+	a := l.a
+	if v.Spec == nil || !v.Spec.Failback {
+		return
+	}
+	for _, role := range a.heldNames() {
+		r, ok := v.Spec.Role(role)
+		if !ok || len(r.Preferred) == 0 || slices.Contains(r.Preferred, a.cfg.Node) {
+			continue
+		}
+		for _, p := range r.Preferred {
+			if nodeFree(v, p) && v.Nodes[p].State == StateStandby && passedRole(v.Qualified[p], role) {
+				a.stopRole(ctx, l.st, role, EventRelease, "failback to "+p, p, true)
+				break
+			}
+		}
 	}
 }
 

@@ -169,6 +169,7 @@ func (l *loop) reconcile(ctx context.Context, v *lease.View) error {
 		}
 	}
 	l.claimOrphans(ctx, v)
+	l.failback(ctx, v)
 	l.publish(ctx, v)
 	return nil
 }
