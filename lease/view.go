@@ -14,8 +14,9 @@ import (
 // View is everything under the prefix at one revision.
 type View struct {
 	Rev       int64                    // the etcd revision the View was read at
-	Spec      *Spec                    // nil if none is applied (or the stored one is undecodable)
+	Spec      *Spec                    // nil if none is applied or the stored one is undecodable
 	SpecRev   int64                    // ModRevision of the spec key; 0 if none
+	SpecErr   error                    // why Spec is nil although SpecRev != 0 (e.g. a newer version's fields)
 	IDs       map[string]uint32        // every known node (permanent)
 	Nodes     map[string]NodeRecord    // live nodes only
 	Cordoned  map[string]bool          // by node
@@ -73,6 +74,7 @@ func (v *View) add(rel string, kv *mvccpb.KeyValue) error {
 		v.SpecRev = kv.ModRevision
 		spec, err := ParseSpec(kv.Value)
 		if err != nil {
+			v.SpecErr = fmt.Errorf("lease: stored cluster spec (revision %d): %w", kv.ModRevision, err)
 			return err
 		}
 		v.Spec = spec
