@@ -28,6 +28,6 @@ step "fuzz (${FUZZTIME:=5s} per target)"
 grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 	pkg=./$(dirname "${f#./}")
 	grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //' | while read -r fz; do
-		go test -run '^$' -fuzz "^${fz}\$" -fuzztime "$FUZZTIME" "$pkg"
+		go test -run "^$" -fuzz "^${fz}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 10x "$pkg"
 	done
 done

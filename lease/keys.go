@@ -27,9 +27,11 @@ const (
 var (
 	// roleNameRE is the spec's rule for role names: a DNS-label-like lower-case word.
 	roleNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	// nodeNameRE allows host names (also with dots) but never "/" or spaces, because a
-	// node name is an etcd key component and a fence-agent argument.
-	nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	// nodeNameRE allows lower-case host names (also with dots) but never "/" or spaces,
+	// because a node name is an etcd key component and a fence-agent argument. The agent
+	// configuration uses the same rule (NodeNameRule), so every name the CLI accepts is
+	// one an agent can run with.
+	nodeNameRE = regexp.MustCompile(`^` + NodeNameRule + `$`)
 	// idRE is for command ids: key components chosen by callers.
 	idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 )
@@ -39,12 +41,15 @@ func Prefix(cluster string) string {
 	return "/understudy/" + cluster + "/"
 }
 
-// CheckNodeName returns nil if name can be used as a node name: 1-63 characters of
-// letters, digits, '.', '_' and '-', starting with a letter or digit.
+// NodeNameRule is the syntax of node (and cluster) names: 1-63 lower-case letters,
+// digits, '.' and '-', starting with a letter or digit.
+const NodeNameRule = `[a-z0-9][a-z0-9.-]{0,62}`
+
+// CheckNodeName returns nil if name can be used as a node name (NodeNameRule).
 func CheckNodeName(name string) error {
 	if !nodeNameRE.MatchString(name) {
-		return fmt.Errorf("%w: node name %q: want 1-63 of [A-Za-z0-9._-], starting with a letter or digit",
-			ErrInvalidName, name)
+		return fmt.Errorf("%w: node name %q: want %s (lower-case letters, digits, '.', '-')",
+			ErrInvalidName, name, NodeNameRule)
 	}
 	return nil
 }

@@ -100,8 +100,9 @@ var configSections = map[string]bool{"etcd": true}
 
 const defaultDialTimeout = 5 * time.Second
 
-// nameRule is the syntax of node and cluster names (etcd key parts, fence-agent args).
-const nameRule = `[a-z0-9][a-z0-9-]{0,62}`
+// nameRule is the syntax of node and cluster names (etcd key parts, fence-agent args),
+// the same rule lease applies to node names everywhere.
+const nameRule = lease.NodeNameRule
 
 var nameRE = regexp.MustCompile("^" + nameRule + "$")
 
@@ -205,9 +206,8 @@ func durationHook(from, to reflect.Type, data any) (any, error) {
 			return nil, fmt.Errorf("%q is not a duration like \"3s\" or \"500ms\"", data)
 		}
 		return d, nil
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-		reflect.Float32, reflect.Float64:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8,
+		reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
 		return nil, fmt.Errorf("%v has no unit; write a duration like \"3s\"", data)
 	}
 	return data, nil
@@ -281,7 +281,7 @@ func (c Config) Validate() error {
 		case v == "":
 			add("%s: %q is required", field, v)
 		case !nameRE.MatchString(v):
-			add("%s: %q must match %s (lower case letters, digits, '-')", field, v, nameRule)
+			add("%s: %q must match %s (lower case letters, digits, '.', '-')", field, v, nameRule)
 		}
 	}
 	checkName("node", c.Node)
@@ -399,13 +399,12 @@ func (c Config) EtcdClientConfig() (clientv3.Config, error) {
 		Username:    e.Username,
 		Password:    e.Password,
 	}
-	if lvl, err := parseLogLevel(c.LogLevel); err == nil && lvl >= zapcore.WarnLevel {
-		cfg.Logger, _ = NewLogger(c.LogFormat, c.LogLevel)
-	} else {
-		cfg.Logger, _ = NewLogger(c.LogFormat, "warn")
+	level := "warn" // the client's info messages are noise next to the agent's own
+	if c.LogLevel == "error" {
+		level = "error"
 	}
-	if cfg.Logger != nil {
-		cfg.Logger = cfg.Logger.Named("etcd-client")
+	if log, err := NewLogger(c.LogFormat, level); err == nil {
+		cfg.Logger = log.Named("etcd-client")
 	}
 	if e.CACert != "" || e.Cert != "" || e.Key != "" {
 		tlsInfo := transport.TLSInfo{CertFile: e.Cert, KeyFile: e.Key, TrustedCAFile: e.CACert}

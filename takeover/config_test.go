@@ -125,7 +125,7 @@ log_level: debug
 		{name: "relative state dir", file: minimalFile + "state_dir: var/lib\n", wantErr: `state_dir: "var/lib" must be an absolute path`},
 		{name: "bad yaml", file: "node: [\n", wantErr: "config file"},
 		{name: "all problems at once", file: "node: X\nttl: 1500ms\nlog_level: loud\n",
-			wantErr: "node: \"X\" must match [a-z0-9][a-z0-9-]{0,62} (lower case letters, digits, '-')\netcd.endpoints"},
+			wantErr: "node: \"X\" must match [a-z0-9][a-z0-9.-]{0,62} (lower case letters, digits, '.', '-')\netcd.endpoints"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,7 +180,7 @@ func defaultTestConfig() Config {
 	}
 }
 
-func TestValidateWrapsSentinel(t *testing.T) {
+func TestConfigValidateWrapsSentinel(t *testing.T) {
 	err := Config{}.Validate()
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("Validate() = %v, want ErrInvalidConfig", err)
@@ -223,7 +223,7 @@ func TestConfigRedacted(t *testing.T) {
 	}
 }
 
-func TestNewLogger(t *testing.T) {
+func TestConfigNewLogger(t *testing.T) {
 	tests := []struct {
 		name, format, level string
 		wantErr             string
@@ -250,7 +250,7 @@ func TestNewLogger(t *testing.T) {
 	}
 }
 
-func TestEtcdClientTLS(t *testing.T) {
+func TestConfigEtcdClientTLS(t *testing.T) {
 	ca, cert, key := writeTestCerts(t)
 	c := defaultTestConfig()
 	c.Etcd.Endpoints = []string{"https://127.0.0.1:1"}
@@ -272,7 +272,7 @@ func TestEtcdClientTLS(t *testing.T) {
 	}
 }
 
-func TestEtcdClient(t *testing.T) {
+func TestConfigEtcdClient(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c := defaultTestConfig()

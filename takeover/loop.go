@@ -128,6 +128,12 @@ func (l *loop) refresh(ctx context.Context) (*lease.View, error) {
 		return nil, fmt.Errorf("takeover: read cluster: %w", err)
 	}
 	l.a.mu.Lock()
+	if v.Spec == nil && v.SpecErr != nil && l.a.view != nil {
+		// A spec this version cannot parse (say, newer fields during a rolling upgrade):
+		// keep acting on the last good one rather than on "no roles".
+		l.a.log.Warn("stored cluster spec does not parse; keeping the previous one", zap.Error(v.SpecErr))
+		v.Spec, v.SpecRev = l.a.view.Spec, l.a.view.SpecRev
+	}
 	l.a.view = v
 	l.a.mu.Unlock()
 	return v, nil

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/understudy-ha/understudy/lease"
+)
+
+func (a *app) newHistoryCmd() *cobra.Command {
+	var output string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "history [ROLE]",
+		Short: "Show the failover timeline with per-step durations",
+		Long: `history shows the newest events of the cluster (or of one role), oldest first:
+takeovers with the duration of each step (fence, storage, exec, vip, health) and the total,
+releases, demotions, failed takeovers, joins and qualifications.`,
+		Example: `  understudy history
+  understudy history web --limit 10
+  understudy history -o json | jq '.[] | select(.kind == "takeover") | .total_ns'`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := outputFlag(output, formatTable, formatJSON); err != nil {
+				return err
+			}
+			if limit < 1 {
+				return usageErrorf("invalid --limit %d: want 1 or more", limit)
+			}
+			role := ""
+			if len(args) == 1 {
+				role = args[0]
+				if err := lease.CheckRoleName(role); err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+			}
+			st, done, err := a.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			evs, err := st.Events(cmd.Context(), role, limit)
+			if err != nil {
+				return fmt.Errorf("read history: %w", err)
+			}
+			if output == formatJSON {
+				if evs == nil {
+					evs = []lease.Event{}
+				}
+				return writeJSON(a.stdout, evs)
+			}
+			return renderHistory(a.stdout, evs)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", formatTable, "output format: table or json")
+	cmd.Flags().IntVar(&limit, "limit", 50, "show at most this many of the newest events")
+	return cmd
+}
+
+func renderHistory(w io.Writer, evs []lease.Event) error {
+	if len(evs) == 0 {
+		_, err := fmt.Fprintln(w, "no events")
+		return err
+	}
+	tw := newTable(w)
+	row(tw, "TIME", "ROLE", "KIND", "NODE", "FROM", "TOKEN", "STEPS", "TOTAL", "DETAIL")
+	for _, ev := range evs {
+		total := "-"
+		if ev.Total > 0 {
+			total = shortDuration(ev.Total)
+		}
+		row(tw, ev.Time.Local().Format("2006-01-02 15:04:05.000"), dash(ev.Role), ev.Kind,
+			dash(ev.Node), dash(ev.From), tokenCell(ev.Token), stepsCell(ev.Steps), total,
+			detailCell(ev))
+	}
+	return tw.Flush()
+}
+
+// stepsCell shows "fence=120ms storage=1.2s exec=30ms"; a failed step is marked "!".
+func stepsCell(steps []lease.Step) string {
+	if len(steps) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(steps))
+	for _, s := range steps {
+		p := s.Name + "=" + shortDuration(s.Duration)
+		if s.Err != "" {
+			p += "!"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, " ")
+}
+
+// detailCell joins the event's detail and the errors of failed steps, on one line so the
+// table stays a table.
+func detailCell(ev lease.Event) string {
+	var parts []string
+	if ev.Detail != "" {
+		parts = append(parts, ev.Detail)
+	}
+	for _, s := range ev.Steps {
+		if s.Err != "" {
+			parts = append(parts, s.Name+": "+s.Err)
+		}
+	}
+	return dash(oneLine(strings.Join(parts, "; ")))
+}

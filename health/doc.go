@@ -1,0 +1,14 @@
+// Package health serves an agent's state over HTTP for load balancers, monitoring and
+// operators: /healthz (the agent loop runs and etcd answers), /readyz (the node can take
+// part in failover), /roles/<role> (200 only on the role's holder, for HAProxy/F5 checks),
+// /status (JSON: local and cluster status) and /metrics (Prometheus).
+//
+// Invariants:
+//   - Read-only: no route changes anything, and only GET and HEAD are accepted (405 else).
+//   - No secrets: bodies are built from takeover.LocalStatus and takeover.ClusterStatus,
+//     which carry no credentials.
+//   - /healthz, /readyz and a holder's /roles/<role> answer from the agent's local state
+//     only, so they keep answering while etcd is unreachable; a holder keeps getting
+//     traffic until it demotes itself, which is exactly when its local roles change.
+//   - Every request that reaches etcd is bounded by its own timeout.
+package health
