@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/understudy-ha/understudy/fence/internal/tgtdtest"
+	"github.com/understudy-ha/understudy/fence/tgtdtest"
 	"github.com/understudy-ha/understudy/fence/scsi"
 )
 
