@@ -17,9 +17,6 @@ import (
 // Version is stamped into node records; cmd sets it from the build.
 var Version = "dev"
 
-// ErrRemoved is returned by Run when the operator removed this node from the cluster.
-var ErrRemoved = errors.New("takeover: node removed from the cluster")
-
 // Agent is the node daemon: it keeps a session with etcd, registers the node, qualifies
 // it, claims orphaned roles and runs their resources, and gives roles back when told to
 // or when it can no longer prove its lease is alive.
@@ -31,6 +28,7 @@ type Agent struct {
 	log     *zap.Logger
 	metrics *metrics
 	build   chainBuilder // how a role's resources are made; replaced in tests of failures
+	san     *san         // this node's paths to shared LUNs; set once the node id is known
 
 	mu     sync.Mutex // guards local, loopAt, view, store, sess
 	local  LocalStatus
@@ -54,6 +52,9 @@ type Agent struct {
 func NewAgent(cfg Config, log *zap.Logger) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("takeover: config: %w", err)
+	}
+	if cfg.Prefix == "" { // configs built in code rather than by LoadConfig
+		cfg.Prefix = lease.Prefix(cfg.Cluster)
 	}
 	if log == nil {
 		log = zap.NewNop()
@@ -122,6 +123,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.allocateID(ctx, st); err != nil {
 		return err
 	}
+	a.san = newSAN(a.cfg.Cluster, a.cfg.Node, a.id, a.log)
+	defer func() {
+		// Logout after every role stopped; bounded by its own context because ctx is done.
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.san.Close(cctx); err != nil {
+			a.log.Warn("close storage paths", zap.Error(err))
+		}
+	}()
+	a.cleanupLeftovers(ctx, st)
 	wait := newBackoff(100*time.Millisecond, a.cfg.TTL)
 	for {
 		err := a.runSession(ctx, cli, st)
@@ -151,6 +162,30 @@ func (a *Agent) allocateID(ctx context.Context, st *lease.Store) error {
 		a.log.Warn("allocate node id", zap.Error(err))
 		if !wait.sleep(ctx) {
 			return fmt.Errorf("takeover: allocate node id: %w", ctx.Err())
+		}
+	}
+}
+
+// cleanupLeftovers stops, before the node joins, every resource the spec declares: a
+// crashed earlier run may have left a mount or a floating IP behind, and this node holds
+// no role yet. Resource stops are idempotent, so on a clean node this does nothing.
+func (a *Agent) cleanupLeftovers(ctx context.Context, st *lease.Store) {
+	sctx, cancel := context.WithTimeout(ctx, a.cfg.TTL)
+	spec, _, err := st.Spec(sctx)
+	cancel()
+	if err != nil || spec == nil {
+		return // no spec yet (or etcd down): nothing we could have run
+	}
+	for _, r := range spec.Roles {
+		chain, _, err := a.build(r)
+		if err != nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, rollbackTimeout)
+		steps, err := chain.Stop(cctx)
+		cancel()
+		if err != nil {
+			a.log.Warn("cleanup of a previous run's leftovers", zap.String("role", r.Name), zap.Any("steps", steps), zap.Error(err))
 		}
 	}
 }

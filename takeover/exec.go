@@ -21,7 +21,7 @@ const (
 	defaultStopTimeout    = 10 * time.Second
 	defaultRestartWindow  = 60 * time.Second
 	defaultStopSignal     = "TERM"
-	defaultStartGrace     = 200 * time.Millisecond
+	defaultStartGrace     = 100 * time.Millisecond
 	defaultRestartBackoff = 200 * time.Millisecond
 	maxRestartBackoff     = 5 * time.Second
 	defaultCheckTimeout   = 10 * time.Second
@@ -33,14 +33,17 @@ const (
 // The child runs in its own process group and gets SIGKILL if the agent dies
 // (Pdeathsig). Its environment is the agent's, plus spec.Env, plus UNDERSTUDY_ROLE,
 // UNDERSTUDY_NODE, UNDERSTUDY_NODE_ID and UNDERSTUDY_TOKEN. Every line it writes to
-// stdout/stderr is logged (message = the line; fields role, pid, stream); nothing is
-// sampled away by this package, so give it a logger without sampling (NewLogger).
+// stdout/stderr is logged on RoleContext.Log (or NewExec's logger if nil), which is
+// expected to carry the role field: message = the line, fields pid and stream.
+// Nothing is dropped by this package, so give it a logger without sampling (NewLogger).
 //
 // Process group rule: when the main process exits, for whatever reason, every
 // process left in its group is killed with SIGKILL before the exit is reported. A
 // service that needs its helpers to shut down gracefully must wait for them before
 // it exits itself. Forking daemons (main process exits at once) are not supported:
-// run them in the foreground.
+// run them in the foreground. Limits: if the agent itself dies, Pdeathsig kills the
+// main process only, and its helpers survive unless it takes them down; processes
+// that leave the group (setsid) are never tracked.
 //
 // While the role is held the Exec restarts a dead child up to spec.Restarts times
 // within spec.RestartWindow (0 restarts: none), then reports on Failed.
@@ -111,6 +114,9 @@ func (e *Exec) Start(ctx context.Context, rc RoleContext) error {
 	if running {
 		return fmt.Errorf("%w: role %q", ErrExecRunning, rc.Role)
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("takeover: exec start for role %q: %w", rc.Role, err)
+	}
 	l, err := e.prepare(&rc)
 	if err != nil {
 		return err
@@ -119,7 +125,10 @@ func (e *Exec) Start(ctx context.Context, rc RoleContext) error {
 	case <-e.failed:
 	default:
 	}
-	log := rc.logger().With(zap.String("role", rc.Role))
+	log := rc.Log // the agent's role logger already carries the role (and token)
+	if log == nil {
+		log = e.log
+	}
 	c, err := spawn(l, log)
 	if err != nil {
 		return fmt.Errorf("takeover: exec start %q for role %q: %w", l.path, rc.Role, err)

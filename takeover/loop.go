@@ -157,6 +157,7 @@ func (l *loop) reconcile(ctx context.Context, v *lease.View) error {
 	}
 	l.dropUnspecified(ctx, v)
 	if l.needsQualification(v) {
+		l.publish(ctx, v) // visible as probation while the checks run
 		l.qualify(ctx, v)
 		if nv, err := l.refresh(ctx); err == nil {
 			v = nv

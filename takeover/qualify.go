@@ -31,10 +31,11 @@ func (l *loop) needsQualification(v *lease.View) bool {
 	return q.SpecRev != v.SpecRev && len(l.a.held) == 0
 }
 
-// qualified reports whether the node passed qualification for at least one role.
+// qualified reports whether the node passed a current qualification for at least one
+// role (a stale one counts only while the node still holds roles).
 func (l *loop) qualified(v *lease.View) bool {
 	q, ok := v.Qualified[l.a.cfg.Node]
-	return ok && q.Passed
+	return ok && q.Passed && !l.needsQualification(v)
 }
 
 // qualifiedFor reports whether the node passed every check for the role.
@@ -100,6 +101,18 @@ func (a *Agent) checkRole(ctx context.Context, r lease.RoleSpec) []lease.Check {
 		return []lease.Check{{Role: r.Name, Name: "resources", Passed: false, Detail: err.Error()}}
 	}
 	var checks []lease.Check
+	if f, err := a.fencerFor(r); err == nil {
+		if ck, ok := f.(interface {
+			Check(context.Context) (string, error)
+		}); ok {
+			c := lease.Check{Role: r.Name, Name: "fence", Passed: true}
+			c.Detail, err = ck.Check(ctx)
+			if err != nil {
+				c.Passed, c.Detail = false, err.Error()
+			}
+			checks = append(checks, c)
+		}
+	}
 	for _, res := range chain.res {
 		c := lease.Check{Role: r.Name, Name: res.Name(), Passed: true, Detail: "ok"}
 		if ck, ok := res.(checker); ok {

@@ -45,7 +45,8 @@ type RoleContext struct {
 	// Token is the fencing token of the claim (its etcd CreateRevision); it only
 	// grows, so a resource can hand it to the service to reject stale holders.
 	Token int64
-	// Log is the role's logger; nil means zap.NewNop().
+	// Log is the role's logger, carrying the role field (resources do not add it
+	// again); nil means the resource's own logger, or none.
 	Log *zap.Logger
 }
 
@@ -56,23 +57,6 @@ func (rc RoleContext) logger() *zap.Logger {
 	}
 	return rc.Log
 }
-
-// Sentinel errors of the exec resource, the chain and the agent configuration.
-// Callers match them with errors.Is; the messages carry the details.
-var (
-	// ErrExecExited: the executable exited during Start's grace period.
-	ErrExecExited = errors.New("takeover: exec exited during start")
-	// ErrExecRestartsExhausted: the executable kept dying while the role was held;
-	// sent on Exec.Failed so the agent releases the role.
-	ErrExecRestartsExhausted = errors.New("takeover: exec restarts exhausted")
-	// ErrExecRunning: Start was called on an Exec that is already running.
-	ErrExecRunning = errors.New("takeover: exec already running")
-	// ErrUnsupported: the operation needs Linux.
-	ErrUnsupported = errors.New("takeover: not supported on this operating system")
-	// ErrInvalidConfig: the agent configuration failed validation; the joined
-	// errors name each field.
-	ErrInvalidConfig = errors.New("takeover: invalid agent configuration")
-)
 
 // Qualification helpers shared by the resources that run programs (exec, and the
 // exec health check): they turn a spec field into something runnable, or into an

@@ -2,7 +2,6 @@ package takeover
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -29,60 +28,64 @@ type roleFailure struct {
 	err   error
 }
 
-// chainBuilder makes a role's resources from its spec.
-type chainBuilder func(r lease.RoleSpec) (*Chain, <-chan error, error)
+// chainBuilder makes a role's resources from its spec, and the channels on which
+// resources report that they gave up (exec restarts exhausted, health failing).
+type chainBuilder func(r lease.RoleSpec) (*Chain, []<-chan error, error)
 
-// buildChain is the production chainBuilder. It returns the resources in takeover order
-// and the channel on which the exec resource reports that it gave up.
-func (a *Agent) buildChain(r lease.RoleSpec) (*Chain, <-chan error, error) {
-	if err := unsupportedKinds(r); err != nil {
+// buildChain is the production chainBuilder: the role's resources in takeover order
+// (storage, exec, vip, health); fencing runs before the chain and is not undone.
+func (a *Agent) buildChain(r lease.RoleSpec) (*Chain, []<-chan error, error) {
+	log := a.log.With(zap.String("role", r.Name))
+	if _, err := a.fencerFor(r); err != nil {
 		return nil, nil, err
 	}
 	var res []Resource
-	var failed <-chan error
+	var failed []<-chan error
+	if r.Storage != nil {
+		s, err := NewStorage(*r.Storage, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		res = append(res, s)
+	}
 	if r.Exec != nil {
-		e := NewExec(*r.Exec, a.log.With(zap.String("role", r.Name)))
-		res, failed = append(res, e), e.Failed()
+		e := NewExec(*r.Exec, log)
+		res, failed = append(res, e), append(failed, e.Failed())
+	}
+	if r.VIP != nil {
+		v, err := NewVIP(*r.VIP, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		res = append(res, v)
+	}
+	if r.Health != nil {
+		h, err := NewHealthCheck(*r.Health, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		res, failed = append(res, h), append(failed, h.Failed())
 	}
 	return NewChain(res...), failed, nil
 }
 
-// unsupportedKinds refuses roles that need resources this build cannot run yet, so a
-// node never claims a role it would only half start.
-func unsupportedKinds(r lease.RoleSpec) error {
-	var errs []error
-	if r.Storage != nil {
-		errs = append(errs, errors.New("storage: not supported by this agent version"))
-	}
-	if r.VIP != nil {
-		errs = append(errs, errors.New("vip: not supported by this agent version"))
-	}
-	if r.Health != nil {
-		errs = append(errs, errors.New("health: not supported by this agent version"))
-	}
-	if r.Fence != nil && r.Fence.Method != "" && r.Fence.Method != "none" {
-		errs = append(errs, fmt.Errorf("fence.method %q: not supported by this agent version", r.Fence.Method))
-	}
-	return errors.Join(errs...)
-}
-
-// fenceLast fences the role's previous holder unless it released cleanly (or there was
-// none, or it was this node's own earlier life). A fence that fails stops the takeover.
+// fenceLast registers this node on the role's storage and fences the previous holder,
+// unless it released cleanly (or there was none, or it was this node's own earlier life,
+// whose processes and mounts the agent cleaned up before it joined). A fence that fails
+// stops the takeover.
 func (a *Agent) fenceLast(ctx context.Context, r lease.RoleSpec, prev lease.LastHolder) (lease.Step, error) {
 	t := time.Now()
 	step := lease.Step{Name: "fence"}
-	var err error
-	switch {
-	case prev.Node == "" || prev.Clean || prev.Node == a.cfg.Node:
-		// nothing to fence
-	case r.Fence == nil || r.Fence.Method == "" || r.Fence.Method == "none":
-		a.log.Warn("previous holder released uncleanly but the role has no fencing",
-			zap.String("role", r.Name), zap.String("last", prev.Node))
-	default:
-		err = fmt.Errorf("takeover: fence %s for role %q: method %q not supported", prev.Node, r.Name, r.Fence.Method)
+	f, err := a.fencerFor(r)
+	if err == nil {
+		err = f.Join(ctx)
+	}
+	if err == nil && prev.Node != "" && !prev.Clean && prev.Node != a.cfg.Node {
+		err = f.Fence(ctx, prev)
 	}
 	step.Duration = time.Since(t)
 	if err != nil {
+		err = fmt.Errorf("takeover: fence %s for role %q: %w", prev.Node, r.Name, err)
 		step.Err = err.Error()
 	}
 	return step, err
@@ -104,19 +107,33 @@ func (a *Agent) startRole(ctx context.Context, r lease.RoleSpec, c lease.Claim, 
 	h := &heldRole{claim: c, chain: chain, since: time.Now()}
 	wctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel
-	if failed != nil {
+	report := func(err error) {
+		select {
+		case a.roleEvent <- roleFailure{role: r.Name, token: c.Token, err: err}:
+		case <-wctx.Done():
+		}
+	}
+	for _, ch := range failed { // resources that give up; these channels never close
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
 			select {
-			case err := <-failed:
-				select {
-				case a.roleEvent <- roleFailure{role: r.Name, token: c.Token, err: err}:
-				case <-wctx.Done():
-				}
+			case err := <-ch:
+				report(err)
 			case <-wctx.Done():
 			}
 		}()
+	}
+	if f, err := a.fencerFor(r); err == nil {
+		if ch := f.Watch(wctx); ch != nil { // closes when wctx ends
+			h.wg.Add(1)
+			go func() {
+				defer h.wg.Done()
+				for err := range ch {
+					report(fmt.Errorf("takeover: fenced: %w", err))
+				}
+			}()
+		}
 	}
 	return h, nil
 }

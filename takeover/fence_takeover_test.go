@@ -1,0 +1,181 @@
+package takeover
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/understudy-ha/understudy/fence"
+	"github.com/understudy-ha/understudy/fence/iscsi"
+	"github.com/understudy-ha/understudy/fence/scsi"
+	"github.com/understudy-ha/understudy/fence/tgtdtest"
+	"github.com/understudy-ha/understudy/lease"
+)
+
+// cutProxy forwards TCP from a loopback port to one target until Cut, which drops every
+// connection and refuses new ones: a node cut off from etcd while everything else works.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cut    bool
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(func() { ln.Close(); p.Cut(); p.wg.Wait() })
+	return p
+}
+
+func (p *cutProxy) URL() string { return "http://" + p.ln.Addr().String() }
+
+func (p *cutProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.cut {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		u, err := net.Dial("tcp", p.target)
+		if err != nil {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.conns[c], p.conns[u] = true, true
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(c, u)
+		go p.pipe(u, c)
+	}
+}
+
+func (p *cutProxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	_, _ = io.Copy(dst, src)
+	dst.Close()
+	src.Close()
+}
+
+// Cut drops every connection and refuses new ones until Heal.
+func (p *cutProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
+func (p *cutProxy) Heal() {
+	p.mu.Lock()
+	p.cut = false
+	p.mu.Unlock()
+}
+
+// A holder cut off from etcd (but not from the SAN) demotes itself; the standby that
+// takes over fences it with PREEMPT AND ABORT on a real tgtd LUN, and the target then
+// rejects the old holder's writes through the very session it registered with.
+func TestTakeoverFencesUncleanHolderOnRealTarget(t *testing.T) {
+	tg := tgtdtest.Start(t)
+	url := tg.URL(1)
+	f := newFarm(t)
+	f.apply(`roles:
+  - name: r1
+    preferred_nodes: [a]
+    fence:
+      method: scsi
+      devices: [["` + url + `"]]
+    exec:
+      command: [sleep, "3600"]
+`)
+	proxy := newCutProxy(t, f.etcd.Endpoints()[0][len("http://"):])
+	cfg := f.config("a")
+	cfg.Etcd.Endpoints = []string{proxy.URL()}
+	a := f.startWith(cfg)
+	f.waitView("a holds r1", all(holderIs("r1", "a"), stateIs("a", StateActive)))
+	f.start("b")
+	v := f.waitView("b standby", stateIs("b", StateStandby))
+	aKey, _ := fence.NewKey("test", v.IDs["a"])
+	bKey, _ := fence.NewKey("test", v.IDs["b"])
+
+	// a's own session to the LUN: it registered and may write.
+	aSess, err := a.san.session(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeBlock(aSess); err != nil {
+		t.Fatalf("holder a cannot write before the failover: %v", err)
+	}
+
+	proxy.Cut()
+	v = f.waitView("b took r1 over", all(holderIs("r1", "b"), stateIs("b", StateActive)))
+	if last := v.Last["r1"]; last.Node != "b" {
+		t.Fatalf("last = %+v", last)
+	}
+	evs, err := f.store.Events(context.Background(), "r1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := evs[len(evs)-1]
+	if ev.Kind != EventTakeover || ev.Node != "b" || ev.From != "a" {
+		t.Fatalf("last event = %+v", ev)
+	}
+	for _, s := range ev.Steps {
+		if s.Name == "fence" && s.Err != "" {
+			t.Fatalf("fence step failed: %+v", s)
+		}
+	}
+
+	// The target enforces it: a's key is gone, b's remains, a's writes are refused.
+	dev := &fence.Device{Name: url, Paths: []fence.Transport{aSess}}
+	regs, err := dev.Keys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if regs.Has(aKey) || !regs.Has(bKey) {
+		t.Fatalf("keys after fence = %v; want %v without %v", regs.Keys, bKey, aKey)
+	}
+	if err := writeBlock(aSess); !errors.Is(err, scsi.ErrReservationConflict) {
+		t.Fatalf("fenced holder's write: err = %v, want reservation conflict", err)
+	}
+
+	// a comes back: it rejoins as a standby, no failback, registered again.
+	proxy.Heal()
+	f.waitView("a standby again", all(stateIs("a", StateStandby), holderIs("r1", "b")))
+}
+
+func writeBlock(s *iscsi.Session) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := s.Device(ctx)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, d.BlockSize())
+	copy(buf, "understudy")
+	_, err = d.WriteAtContext(ctx, buf, 0)
+	return err
+}
+
+var _ = lease.Prefix
