@@ -1,0 +1,279 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/understudy-ha/understudy/lease"
+	"github.com/understudy-ha/understudy/takeover"
+)
+
+// benchRole is the role the benchmarks move around.
+const benchRole = "role-a"
+
+// serviceProbeInterval is how often the benchmarks probe a service while timing it.
+const serviceProbeInterval = 10 * time.Millisecond
+
+// BenchOptions configure BenchFailover and BenchMove.
+type BenchOptions struct {
+	// Binary is the `understudy` executable. Required.
+	Binary string
+	// Dir keeps the lab's files; it must be missing or empty. "" = a temporary
+	// directory removed at the end.
+	Dir string
+	// Trials is the number of measured failovers or moves; default 10.
+	Trials int
+	// TTL of the agents' leases; default 1 s.
+	TTL time.Duration
+	// StepTimeout bounds each wait; default DefaultStepTimeout.
+	StepTimeout time.Duration
+	// Progress receives one line per trial; nil = quiet.
+	Progress io.Writer
+	// Log receives the lab's diagnostics; nil discards them.
+	Log *zap.Logger
+}
+
+func (o *BenchOptions) defaults() error {
+	if o.Trials == 0 {
+		o.Trials = 10
+	}
+	if o.Trials < 1 {
+		return fmt.Errorf("%w: Trials %d: want 1 or more", ErrInvalidOption, o.Trials)
+	}
+	if o.StepTimeout <= 0 {
+		o.StepTimeout = DefaultStepTimeout
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	return nil
+}
+
+// Stats summarise durations; JSON in nanoseconds.
+type Stats struct {
+	N   int           `json:"n"`
+	Min time.Duration `json:"min_ns"`
+	P50 time.Duration `json:"p50_ns"`
+	P95 time.Duration `json:"p95_ns"`
+	Max time.Duration `json:"max_ns"`
+}
+
+// Summarise computes nearest-rank percentiles of ds.
+func Summarise(ds []time.Duration) Stats {
+	if len(ds) == 0 {
+		return Stats{}
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	rank := func(p float64) time.Duration {
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		return s[max(0, min(i, len(s)-1))]
+	}
+	return Stats{N: len(s), Min: s[0], P50: rank(0.50), P95: rank(0.95), Max: s[len(s)-1]}
+}
+
+// FailoverTrial is one measured crash of a role's holder.
+type FailoverTrial struct {
+	Trial    int    `json:"trial"`
+	Role     string `json:"role"`
+	From     string `json:"from"`
+	To       string `json:"to"`
+	OldToken int64  `json:"old_token"`
+	NewToken int64  `json:"new_token"`
+	// KillToRunning: from the SIGKILL of the holder's agent until the role's service
+	// answered from the new holder (probed every 10 ms). Includes the lease expiry.
+	KillToRunning time.Duration `json:"kill_to_running_ns"`
+	// DetectToRunning: the takeover event's Total, from the new holder noticing the
+	// claim was gone (start of its "detect" step) until its resources ran.
+	DetectToRunning time.Duration `json:"detect_to_running_ns"`
+	Steps           []lease.Step  `json:"steps"`
+}
+
+// FailoverReport is the result of BenchFailover.
+type FailoverReport struct {
+	TTL             time.Duration   `json:"ttl_ns"`
+	Trials          []FailoverTrial `json:"trials"`
+	KillToRunning   Stats           `json:"kill_to_running"`
+	DetectToRunning Stats           `json:"detect_to_running"`
+}
+
+// MoveTrial is one measured graceful `role move`.
+type MoveTrial struct {
+	Trial int    `json:"trial"`
+	Role  string `json:"role"`
+	From  string `json:"from"`
+	To    string `json:"to"`
+	// CommandToRunning: from starting `understudy role move` until the service answered
+	// from the target (probed every 10 ms).
+	CommandToRunning time.Duration `json:"command_to_running_ns"`
+}
+
+// MoveReport is the result of BenchMove.
+type MoveReport struct {
+	TTL              time.Duration `json:"ttl_ns"`
+	Trials           []MoveTrial   `json:"trials"`
+	CommandToRunning Stats         `json:"command_to_running"`
+}
+
+// benchFarm starts the seed's start of day for a benchmark.
+func benchFarm(ctx context.Context, opts BenchOptions) (*Farm, error) {
+	f, err := NewFarm(ctx, Options{Binary: opts.Binary, Dir: opts.Dir, TTL: opts.TTL, Log: opts.Log})
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 3*opts.StepTimeout)
+	defer cancel()
+	if err := f.StartOfDay(sctx); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// BenchFailover crashes the holder of role-a Trials times on the seed's start of day
+// (a, b, c active, d standby), restarting the crashed node as the standby after each
+// trial, and measures kill-to-running and detect-to-running.
+func BenchFailover(ctx context.Context, opts BenchOptions) (_ *FailoverReport, err error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	f, err := benchFarm(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	rep := &FailoverReport{TTL: f.TTL()}
+	var kill, detect []time.Duration
+	for i := 1; i <= opts.Trials; i++ {
+		tr, err := failoverTrial(ctx, f, opts.StepTimeout)
+		if err != nil {
+			return rep, fmt.Errorf("lab: failover trial %d: %w", i, err)
+		}
+		tr.Trial = i
+		rep.Trials = append(rep.Trials, tr)
+		kill, detect = append(kill, tr.KillToRunning), append(detect, tr.DetectToRunning)
+		_, _ = fmt.Fprintf(opts.Progress, "trial %2d: %s %s -> %s  kill-to-running %s  detect-to-running %s  (%s)\n",
+			i, tr.Role, tr.From, tr.To, shortDur(tr.KillToRunning), shortDur(tr.DetectToRunning), stepsText(tr.Steps))
+	}
+	rep.KillToRunning, rep.DetectToRunning = Summarise(kill), Summarise(detect)
+	return rep, nil
+}
+
+func failoverTrial(ctx context.Context, f *Farm, timeout time.Duration) (FailoverTrial, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*timeout)
+	defer cancel()
+	tr := FailoverTrial{Role: benchRole}
+	cs, err := f.Status(ctx)
+	if err != nil {
+		return tr, err
+	}
+	tr.From = Holder(cs, benchRole)
+	before, err := f.Probe(ctx, benchRole)
+	if err != nil {
+		return tr, err
+	}
+	tr.OldToken = before.Token
+	killed, err := f.Kill(tr.From)
+	if err != nil {
+		return tr, err
+	}
+	after, at, err := f.WaitServed(ctx, benchRole, serviceProbeInterval, func(r Reply) bool {
+		return r.Node != tr.From && r.Token > before.Token
+	})
+	if err != nil {
+		return tr, err
+	}
+	tr.To, tr.NewToken, tr.KillToRunning = after.Node, after.Token, at.Sub(killed)
+	ev, err := f.WaitEvent(ctx, benchRole, func(ev lease.Event) bool {
+		return ev.Kind == takeover.EventTakeover && ev.Token == after.Token
+	})
+	if err != nil {
+		return tr, err
+	}
+	tr.DetectToRunning, tr.Steps = ev.Total, ev.Steps
+	// Back to N+M before the next trial: the crashed node returns as the standby.
+	if err := f.StartNode(ctx, tr.From); err != nil {
+		return tr, err
+	}
+	_, err = f.WaitFor(ctx, tr.From+" standby again", func(cs takeover.ClusterStatus) bool {
+		return IsStandby(cs, tr.From) && Holds(cs, tr.To, benchRole)
+	})
+	return tr, err
+}
+
+// BenchMove moves role-a Trials times with `understudy role move` between its holder and
+// the standby, on the seed's start of day, and measures command-to-running.
+func BenchMove(ctx context.Context, opts BenchOptions) (_ *MoveReport, err error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	f, err := benchFarm(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	rep := &MoveReport{TTL: f.TTL()}
+	var ds []time.Duration
+	for i := 1; i <= opts.Trials; i++ {
+		tr, err := moveTrial(ctx, f, opts.StepTimeout)
+		if err != nil {
+			return rep, fmt.Errorf("lab: move trial %d: %w", i, err)
+		}
+		tr.Trial = i
+		rep.Trials = append(rep.Trials, tr)
+		ds = append(ds, tr.CommandToRunning)
+		_, _ = fmt.Fprintf(opts.Progress, "trial %2d: %s %s -> %s  command-to-running %s\n",
+			i, tr.Role, tr.From, tr.To, shortDur(tr.CommandToRunning))
+	}
+	rep.CommandToRunning = Summarise(ds)
+	return rep, nil
+}
+
+func moveTrial(ctx context.Context, f *Farm, timeout time.Duration) (MoveTrial, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*timeout)
+	defer cancel()
+	tr := MoveTrial{Role: benchRole}
+	cs, err := f.Status(ctx)
+	if err != nil {
+		return tr, err
+	}
+	tr.From = Holder(cs, benchRole)
+	standbys := NodesIn(cs, takeover.StateStandby)
+	if len(standbys) == 0 {
+		return tr, fmt.Errorf("%w: a standby to move %s to", ErrWait, benchRole)
+	}
+	tr.To = standbys[0]
+	start := time.Now()
+	// The command may or may not wait for the handoff; probe while it runs either way.
+	cliErr := make(chan error, 1)
+	go func() {
+		_, err := f.RoleMove(ctx, benchRole, tr.To)
+		cliErr <- err
+	}()
+	_, at, err := f.WaitServed(ctx, benchRole, serviceProbeInterval, func(r Reply) bool { return r.Node == tr.To })
+	if cerr := <-cliErr; cerr != nil {
+		return tr, cerr
+	}
+	if err != nil {
+		return tr, err
+	}
+	tr.CommandToRunning = at.Sub(start)
+	_, err = f.WaitFor(ctx, tr.From+" standby after the move", func(cs takeover.ClusterStatus) bool {
+		return IsStandby(cs, tr.From) && Holds(cs, tr.To, benchRole)
+	})
+	return tr, err
+}

@@ -1,0 +1,183 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/understudy-ha/understudy/lease"
+	"github.com/understudy-ha/understudy/takeover"
+)
+
+// DefaultStepTimeout bounds every wait of the demo and the benchmarks.
+const DefaultStepTimeout = 20 * time.Second
+
+// DemoOptions configure RunDemo.
+type DemoOptions struct {
+	// Binary is the `understudy` executable the nodes run. Required.
+	Binary string
+	// Dir keeps the lab's files (etcd data, agent configs and logs); it must be missing
+	// or empty. "" = a temporary directory removed at the end.
+	Dir string
+	// Keep leaves the lab running after the story until ctx is done (Ctrl-C), so the
+	// operator can try the CLI against it.
+	Keep bool
+	// NoColour disables colours; they are only used when w is a terminal anyway.
+	NoColour bool
+	// TTL of the agents' leases; default 1 s.
+	TTL time.Duration
+	// StepTimeout bounds each wait; default DefaultStepTimeout.
+	StepTimeout time.Duration
+	// Log receives the lab's own diagnostics; nil discards them.
+	Log *zap.Logger
+}
+
+// demo is one run of the story.
+type demo struct {
+	f    *Farm
+	n    *narrator
+	opts DemoOptions
+}
+
+// RunDemo tells the seed's story on a lab cluster of real agent processes, printing each
+// step with its elapsed time and the cluster status after each figure's steps: FIG. 5
+// (A fails, D takes over, A recovers as the standby, no failback), then FIG. 7 (E is
+// added, qualified and stands by; B fails and one of the two standbys takes over; the
+// other is put to work with `role move`; a node is drained and removed).
+//
+// It returns nil when the story completed (and, with Keep, ctx ended afterwards), or the
+// first failed step's error. Every process it started is stopped before it returns.
+func RunDemo(ctx context.Context, w io.Writer, opts DemoOptions) (err error) {
+	if opts.StepTimeout <= 0 {
+		opts.StepTimeout = DefaultStepTimeout
+	}
+	n := newNarrator(w, !opts.NoColour && IsTerminal(w))
+	n.section("understudy demo: N+M failover on 127.0.0.1")
+	n.begin("Start the lab: an embedded etcd (lease TTL %s)", orTTL(opts.TTL))
+	f, err := NewFarm(ctx, Options{Binary: opts.Binary, Dir: opts.Dir, TTL: opts.TTL, Log: opts.Log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		n.begin("Stop the lab")
+		if cerr := f.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+			return
+		}
+		n.done("every agent and service stopped")
+	}()
+	n.done("etcd on %s, files in %s", strings.Join(f.Endpoints(), ","), f.Dir())
+	d := &demo{f: f, n: n, opts: opts}
+	if err := d.fig5(ctx); err != nil {
+		return d.failed(ctx, err)
+	}
+	if err := d.fig7(ctx); err != nil {
+		return d.failed(ctx, err)
+	}
+	if evs, err := f.History(ctx, "", 60); err == nil {
+		n.section("Timeline (understudy history)")
+		n.timeline(roleEvents(evs))
+	}
+	n.printf("%s\n", paint(n.colour, ansiBold, fmt.Sprintf("Story complete in %s.", shortDur(time.Since(n.start)))))
+	if opts.Keep {
+		d.keep(ctx)
+	}
+	return nil
+}
+
+func orTTL(ttl time.Duration) time.Duration {
+	if ttl == 0 {
+		return DefaultTTL
+	}
+	return ttl
+}
+
+// failed turns a step's failure into the demo's error; an interrupt is reported as such.
+func (d *demo) failed(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		d.n.printf("\ninterrupted\n")
+		return fmt.Errorf("lab: demo interrupted: %w", ctx.Err())
+	}
+	d.n.printf("\n%s %v\n", paint(d.n.colour, ansiRed, "FAILED:"), err)
+	return fmt.Errorf("lab: demo: %w", err)
+}
+
+// keep leaves the farm running until ctx ends and tells the operator how to reach it.
+func (d *demo) keep(ctx context.Context) {
+	flags := fmt.Sprintf("--etcd-endpoints=%s --cluster=%s", strings.Join(d.f.Endpoints(), ","), d.f.Cluster())
+	d.n.printf("\nThe lab keeps running. In another terminal, for example:\n")
+	d.n.printf("  %s status %s\n", d.opts.Binary, flags)
+	d.n.printf("  %s history %s\n", d.opts.Binary, flags)
+	d.n.printf("  kill -9 <agent pid>      # agents: %s\n", d.pids())
+	d.n.printf("Agent logs: %s/nodes/<node>/agent.log\nPress Ctrl-C to stop.\n", d.f.Dir())
+	<-ctx.Done()
+}
+
+func (d *demo) pids() string {
+	var parts []string
+	for _, name := range d.f.Nodes() {
+		if pid := d.f.PID(name); pid != 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", name, pid))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// wait is WaitFor bounded by the step timeout.
+func (d *demo) wait(ctx context.Context, desc string, cond func(takeover.ClusterStatus) bool) (takeover.ClusterStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.opts.StepTimeout)
+	defer cancel()
+	return d.f.WaitFor(ctx, desc, cond)
+}
+
+// served is WaitServed bounded by the step timeout.
+func (d *demo) served(ctx context.Context, role string, every time.Duration, ok func(Reply) bool) (Reply, time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.opts.StepTimeout)
+	defer cancel()
+	return d.f.WaitServed(ctx, role, every, ok)
+}
+
+// event waits for an event of the history (of role, "" = all) that matches.
+func (d *demo) event(ctx context.Context, role string, match func(lease.Event) bool) (lease.Event, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.opts.StepTimeout)
+	defer cancel()
+	return d.f.WaitEvent(ctx, role, match)
+}
+
+// roleEvents keeps the events about roles (takeovers, releases, ...), for the timeline.
+func roleEvents(evs []lease.Event) []lease.Event {
+	var out []lease.Event
+	for _, ev := range evs {
+		if ev.Role != "" {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// WaitEvent polls the history (of role, "" = all; newest 200 events) every 50 ms until an
+// event matches, and returns it.
+func (f *Farm) WaitEvent(ctx context.Context, role string, match func(lease.Event) bool) (lease.Event, error) {
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		evs, err := f.store.Events(ctx, role, 200)
+		if err == nil {
+			for i := len(evs) - 1; i >= 0; i-- {
+				if match(evs[i]) {
+					return evs[i], nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return lease.Event{}, fmt.Errorf("%w: event of role %q: %w", ErrWait, role, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,171 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Sentinel errors of package lab. Every error the package returns wraps one of them (or
+// a context error) with the operation and the object it was about.
+var (
+	// ErrEtcd: the embedded etcd did not start.
+	ErrEtcd = errors.New("lab: embedded etcd")
+	// ErrNoNode: the farm has never started a node of that name.
+	ErrNoNode = errors.New("lab: no such node")
+	// ErrNodeRunning: the node's agent process is already running.
+	ErrNodeRunning = errors.New("lab: node already running")
+	// ErrNodeStopped: the node's agent process is not running.
+	ErrNodeStopped = errors.New("lab: node not running")
+	// ErrNoRole: the farm has no role of that name.
+	ErrNoRole = errors.New("lab: no such role")
+	// ErrWait: a condition was not reached before the context ended.
+	ErrWait = errors.New("lab: condition not reached")
+	// ErrCLI: an `understudy` command run by the lab failed.
+	ErrCLI = errors.New("lab: understudy command failed")
+	// ErrUnsupported: the lab needs Linux (process groups, PDEATHSIG).
+	ErrUnsupported = errors.New("lab: not supported on this operating system")
+	// ErrInvalidOption: a bad option; the message names it.
+	ErrInvalidOption = errors.New("lab: invalid option")
+)
+
+// Timing of the embedded etcd. With a 100 ms tick and a 500 ms election timeout etcd's
+// minimum lease TTL is ceil(1.5 * 500 ms) = 1 s, so the lab can run with TTL 1 s (the
+// default 1000 ms election timeout would raise every 1 s lease to 2 s).
+const (
+	etcdTickMs     = 100
+	etcdElectionMs = 500
+	// etcdStartTimeout bounds the wait for the member to be ready when ctx has no
+	// earlier deadline; a single member on loopback is ready in well under a second.
+	etcdStartTimeout = 30 * time.Second
+	// etcdStartAttempts retries a start that lost its free port to another process
+	// between choosing the port and binding it.
+	etcdStartAttempts = 3
+)
+
+// Etcd is a single-member etcd server embedded in this process, on 127.0.0.1 only.
+type Etcd struct {
+	srv      *embed.Etcd
+	endpoint string
+}
+
+// StartEtcd starts a new embedded etcd with its data in dir (created if missing; the
+// lab owns it: a failed attempt's files are removed before the next) on free loopback
+// ports, and returns once it serves clients. log receives etcd's warnings and errors;
+// nil discards them.
+func StartEtcd(ctx context.Context, dir string, log *zap.Logger) (*Etcd, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	var err error
+	for i := range etcdStartAttempts {
+		if i > 0 {
+			// A member that failed to start may have written a WAL naming the lost port.
+			_ = os.RemoveAll(dir)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("%w: data dir %s: %w", ErrEtcd, dir, err)
+		}
+		var e *Etcd
+		e, err = startEtcdOnce(ctx, dir, log)
+		if err == nil {
+			return e, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, err
+}
+
+func startEtcdOnce(ctx context.Context, dir string, log *zap.Logger) (*Etcd, error) {
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEtcd, err)
+	}
+	client := loopbackURL(ports[0])
+	peer := loopbackURL(ports[1])
+	cfg := embed.NewConfig()
+	cfg.Name = "lab"
+	cfg.Dir = dir
+	cfg.TickMs, cfg.ElectionMs = etcdTickMs, etcdElectionMs
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	// A lab member is thrown away with its directory: durability buys nothing, and
+	// fsync latency on a shared disk would only add noise to the failover timings.
+	cfg.UnsafeNoFsync = true
+	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(log))
+	srv, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: start on %s: %w", ErrEtcd, client.Host, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, etcdStartTimeout)
+	defer cancel()
+	select {
+	case <-srv.Server.ReadyNotify():
+		return &Etcd{srv: srv, endpoint: client.String()}, nil
+	case err := <-srv.Err():
+		srv.Close()
+		return nil, fmt.Errorf("%w: serve on %s: %w", ErrEtcd, client.Host, err)
+	case <-wctx.Done():
+		srv.Close()
+		return nil, fmt.Errorf("%w: wait until ready on %s: %w", ErrEtcd, client.Host, wctx.Err())
+	}
+}
+
+// etcdLogger keeps etcd's warnings and errors only: its info messages are about raft
+// and would drown the lab's own. IncreaseLevel refuses to lower a stricter logger, so it
+// is only applied when the logger lets warnings through.
+func etcdLogger(log *zap.Logger) *zap.Logger {
+	log = log.Named("etcd")
+	if log.Core().Enabled(zap.InfoLevel) {
+		log = log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
+	}
+	return log
+}
+
+// Endpoints returns the client URLs, for clientv3 and for `--etcd-endpoints`.
+func (e *Etcd) Endpoints() []string { return []string{e.endpoint} }
+
+// Close stops the member and waits for its goroutines. The data directory is kept; its
+// owner removes it.
+func (e *Etcd) Close() {
+	e.srv.Close()
+	<-e.srv.Server.StopNotify()
+}
+
+func loopbackURL(port int) url.URL {
+	return url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+}
+
+// freePorts returns n distinct loopback TCP ports that were free a moment ago. All n
+// listeners are open at once so the ports differ; another process may still take one
+// before the caller binds it, which the callers tolerate by retrying or failing loudly.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port on 127.0.0.1: %w", err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}

@@ -1,0 +1,297 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/understudy-ha/understudy/lease"
+)
+
+// Defaults of Options.
+const (
+	DefaultCluster = "lab"
+	DefaultTTL     = time.Second
+)
+
+// stopTimeout bounds a graceful agent stop (SIGTERM) before the farm uses SIGKILL; an
+// agent stops a demo service in milliseconds, so this only matters when one hangs.
+const stopTimeout = 5 * time.Second
+
+// Options configure a Farm.
+type Options struct {
+	// Binary is the path of the `understudy` executable the nodes run. Required.
+	Binary string
+	// Dir holds etcd's data, node configs, logs and specs. Empty: a new temporary
+	// directory that Close removes. A given Dir must be missing or empty (a lab always
+	// starts from a fresh etcd); it is created if needed and kept by Close, so its logs
+	// can be read afterwards.
+	Dir string
+	// Cluster name; default "lab".
+	Cluster string
+	// TTL of the agents' leases; default 1 s (the embedded etcd grants 1 s).
+	TTL time.Duration
+	// LogFormat of the agents: "console" (default) or "json".
+	LogFormat string
+	// Log receives the lab's own messages and etcd's warnings; nil discards them.
+	Log *zap.Logger
+}
+
+func (o *Options) defaults() error {
+	if o.Binary == "" {
+		return fmt.Errorf("%w: Binary: the path of the understudy executable is required", ErrInvalidOption)
+	}
+	if o.Cluster == "" {
+		o.Cluster = DefaultCluster
+	}
+	if o.TTL == 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.TTL < time.Second || o.TTL%time.Second != 0 {
+		return fmt.Errorf("%w: TTL %s: want a whole number of seconds, at least 1s", ErrInvalidOption, o.TTL)
+	}
+	switch o.LogFormat {
+	case "":
+		o.LogFormat = "console"
+	case "console", "json":
+	default:
+		return fmt.Errorf("%w: LogFormat %q: want console or json", ErrInvalidOption, o.LogFormat)
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	return nil
+}
+
+// Farm is a lab cluster: an embedded etcd, a directory, and the agent processes it
+// started. Its methods are safe for concurrent use.
+type Farm struct {
+	opts   Options
+	dir    string
+	ownDir bool // Close removes dir
+	etcd   *Etcd
+	cli    *clientv3.Client
+	store  *lease.Store
+
+	mu    sync.Mutex // guards nodes, roles, order, specN
+	nodes map[string]*node
+	roles map[string]Role
+	order []string // role names in definition order
+	specN int      // spec files written, for unique names
+
+	wg sync.WaitGroup // one per agent process: the goroutine that reaps it
+}
+
+// NewFarm starts the farm's etcd. Nodes are started with StartNode.
+func NewFarm(ctx context.Context, opts Options) (_ *Farm, err error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	f := &Farm{opts: opts, dir: opts.Dir, nodes: map[string]*node{}, roles: map[string]Role{}}
+	if f.dir == "" {
+		if f.dir, err = os.MkdirTemp("", "understudy-lab-"); err != nil {
+			return nil, fmt.Errorf("lab: create farm dir: %w", err)
+		}
+		f.ownDir = true
+	} else if err := emptyDir(f.dir); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+		}
+	}()
+	if f.etcd, err = StartEtcd(ctx, filepath.Join(f.dir, "etcd"), opts.Log); err != nil {
+		return nil, err
+	}
+	f.cli, err = clientv3.New(clientv3.Config{Endpoints: f.etcd.Endpoints(), DialTimeout: 5 * time.Second,
+		Logger: opts.Log.Named("etcd-client")})
+	if err != nil {
+		return nil, fmt.Errorf("lab: etcd client for %v: %w", f.etcd.Endpoints(), err)
+	}
+	f.store = lease.NewStore(f.cli, lease.Prefix(opts.Cluster), opts.Log)
+	return f, nil
+}
+
+// emptyDir creates dir if missing and refuses a directory with files in it: the lab
+// would otherwise mix with (or delete) whatever is there.
+func emptyDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("lab: create farm dir: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("lab: farm dir: %w", err)
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("%w: Dir %s is not empty: give a new or empty directory", ErrInvalidOption, dir)
+	}
+	return nil
+}
+
+// Dir is the farm's directory: etcd/, nodes/<name>/{agent.yaml,agent.log}, spec files.
+func (f *Farm) Dir() string { return f.dir }
+
+// Endpoints are the etcd client URLs.
+func (f *Farm) Endpoints() []string { return f.etcd.Endpoints() }
+
+// Cluster is the cluster name.
+func (f *Farm) Cluster() string { return f.opts.Cluster }
+
+// TTL is the agents' lease TTL.
+func (f *Farm) TTL() time.Duration { return f.opts.TTL }
+
+// Store is a lease.Store on the farm's cluster, for reads the lab makes directly.
+func (f *Farm) Store() *lease.Store { return f.store }
+
+// LogPath is the file where node's agent output goes.
+func (f *Farm) LogPath(name string) string { return filepath.Join(f.dir, "nodes", name, "agent.log") }
+
+// StartNode starts node name's agent. The first start writes its config; later starts
+// (see Restart) reuse it. It returns once the process runs, not once it joined: use
+// WaitFor for that.
+func (f *Farm) StartNode(_ context.Context, name string) error {
+	if err := lease.CheckNodeName(name); err != nil {
+		return fmt.Errorf("lab: start node: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ok := f.nodes[name]
+	if !ok {
+		var err error
+		if n, err = f.newNode(name); err != nil {
+			return err
+		}
+		f.nodes[name] = n
+	}
+	if n.proc != nil && !n.proc.exited() {
+		return fmt.Errorf("%w: %s (pid %d)", ErrNodeRunning, name, n.proc.cmd.Process.Pid)
+	}
+	return f.start(n)
+}
+
+// running returns the node's live agent process.
+func (f *Farm) running(name string) (*process, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ok := f.nodes[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNoNode, name)
+	}
+	if n.proc == nil || n.proc.exited() {
+		return nil, fmt.Errorf("%w: %s", ErrNodeStopped, name)
+	}
+	return n.proc, nil
+}
+
+// Running reports whether node name's agent process is alive.
+func (f *Farm) Running(name string) bool {
+	_, err := f.running(name)
+	return err == nil
+}
+
+// PID is the process id of node name's agent, 0 when it is not running.
+func (f *Farm) PID(name string) int {
+	p, err := f.running(name)
+	if err != nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Kill crashes node name: SIGKILL to its agent only, as if the server lost power. The
+// role executables die with it through their PDEATHSIG (the exec resource's rule); the
+// agent's lease expires after the TTL. Kill returns the moment of the signal, once the
+// agent was reaped.
+func (f *Farm) Kill(name string) (time.Time, error) {
+	p, err := f.running(name)
+	if err != nil {
+		return time.Time{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), reapTimeout)
+	defer cancel()
+	return signalAndWait(ctx, name, p, syscall.SIGKILL)
+}
+
+// Stop shuts node name down gracefully: SIGTERM, then SIGKILL when ctx ends first.
+// A node that already exited (e.g. removed from the cluster) is not an error.
+func (f *Farm) Stop(ctx context.Context, name string) error {
+	p, err := f.running(name)
+	if errors.Is(err, ErrNodeStopped) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = signalAndWait(ctx, name, p, syscall.SIGTERM)
+	return err
+}
+
+// Restart stops node name gracefully if it runs, then starts its agent again.
+func (f *Farm) Restart(ctx context.Context, name string) error {
+	if err := f.Stop(ctx, name); err != nil {
+		return err
+	}
+	return f.StartNode(ctx, name)
+}
+
+// Nodes lists the names of the nodes the farm started at least once, sorted.
+func (f *Farm) Nodes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	names := make([]string, 0, len(f.nodes))
+	for n := range f.nodes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Close stops every agent the farm started (SIGTERM; SIGKILL after a bound), waits for
+// each, stops etcd and removes the directory if the farm created it. Safe to call twice.
+func (f *Farm) Close() error {
+	f.mu.Lock()
+	var procs []*process
+	var names []string
+	for name, n := range f.nodes {
+		if n.proc != nil && !n.proc.exited() {
+			procs, names = append(procs, n.proc), append(names, name)
+		}
+	}
+	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(procs))
+	for i, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = signalAndWait(ctx, names[i], p, syscall.SIGTERM)
+		}()
+	}
+	wg.Wait()
+	f.wg.Wait()
+	if f.cli != nil {
+		errs = append(errs, f.cli.Close())
+		f.cli = nil
+	}
+	if f.etcd != nil {
+		f.etcd.Close()
+		f.etcd = nil
+	}
+	if f.ownDir && f.dir != "" {
+		errs = append(errs, os.RemoveAll(f.dir))
+		f.dir = ""
+	}
+	return errors.Join(errs...)
+}
