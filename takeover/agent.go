@@ -38,14 +38,15 @@ type Agent struct {
 	sess   *lease.Session
 
 	// loop-owned state
-	id        uint32
-	held      map[string]*heldRole
-	orphaned  map[string]time.Time // role -> when this node saw its claim vanish (monotonic)
-	backoff   map[string]time.Time // role -> do not claim before (monotonic), after a failure
-	failures  map[string]int       // role -> consecutive failed takeovers on this node
-	draining  bool
-	lastRec   string // last node record written, to skip identical writes
-	roleEvent chan roleFailure
+	id         uint32
+	held       map[string]*heldRole
+	orphaned   map[string]time.Time // role -> when this node saw its claim vanish (monotonic)
+	backoff    map[string]time.Time // role -> do not claim before (monotonic), after a failure
+	failures   map[string]int       // role -> consecutive failed takeovers on this node
+	failStreak int                  // consecutive failed takeovers, any role
+	draining   bool
+	lastRec    string // last node record written, to skip identical writes
+	roleEvent  chan roleFailure
 }
 
 // NewAgent checks the configuration and prepares an agent. It does not touch etcd.

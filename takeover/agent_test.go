@@ -416,3 +416,15 @@ func TestNoFailbackByDefault(t *testing.T) {
 	time.Sleep(3 * testTTL) // give a wrong failback every chance to happen
 	f.waitView("b still holds r1", all(holderIs("r1", "b"), stateIs("a", StateStandby)))
 }
+
+func TestRepeatedTakeoverFailuresCordonTheNode(t *testing.T) {
+	f := newFarm(t)
+	bad := "    exec:\n      command: [sh, -c, 'exit 3']\n"
+	f.apply("roles:\n  - name: r1\n" + bad + "  - name: r2\n" + bad + "  - name: r3\n" + bad)
+	f.start("a")
+	v := f.waitView("a cordoned itself", func(v *lease.View) bool { return v.Cordoned["a"] })
+	if len(v.Claims) != 0 {
+		t.Fatalf("claims = %v, want none", claimsOf(v))
+	}
+	f.waitView("a shows cordoned", stateIs("a", StateCordoned))
+}

@@ -2,6 +2,7 @@ package takeover
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -179,6 +180,7 @@ func (a *Agent) acquire(ctx context.Context, st *lease.Store, sess *lease.Sessio
 	a.held[r.Name] = h
 	delete(a.orphaned, r.Name)
 	delete(a.failures, r.Name)
+	a.failStreak = 0
 	ev.Kind = EventTakeover
 	a.appendEvent(ctx, st, ev)
 	a.metrics.roleHeld.WithLabelValues(r.Name).Set(1)
@@ -205,6 +207,24 @@ func (a *Agent) takeoverFailed(ctx context.Context, st *lease.Store, log *zap.Lo
 	}
 	a.appendEvent(rctx, st, ev)
 	a.metrics.transitions.WithLabelValues(role, EventTakeoverFailed).Inc()
+	if a.failStreak++; a.failStreak >= maxFailStreak {
+		a.cordonSelf(rctx, st, fmt.Sprintf("%d takeovers failed in a row; last: %v", a.failStreak, err))
+	}
+}
+
+// maxFailStreak is how many takeovers in a row may fail on this node before it cordons
+// itself, so a node that cannot run roles (bad disk path, broken binary) stops taking
+// them one after another. The operator uncordons it after fixing the cause.
+const maxFailStreak = 3
+
+func (a *Agent) cordonSelf(ctx context.Context, st *lease.Store, why string) {
+	a.log.Error("cordoning this node", zap.String("reason", why))
+	if err := st.SetCordoned(ctx, a.cfg.Node, true); err != nil {
+		a.log.Warn("cordon self", zap.Error(err))
+		return
+	}
+	a.failStreak = 0
+	a.appendEvent(ctx, st, lease.Event{Node: a.cfg.Node, Kind: EventCordon, Detail: why})
 }
 
 // timed runs f as a named step and appends its duration (and error) to steps.

@@ -21,6 +21,7 @@ const (
 	EventLost           = "lost"
 	EventQualify        = "qualify"
 	EventRemove         = "remove"
+	EventCordon         = "cordon"
 )
 
 // Command kinds an operator sends to an agent through etcd.
