@@ -162,6 +162,10 @@ func (f *agentFencer) Fence(ctx context.Context, victim lease.LastHolder) error 
 
 func (f *agentFencer) Watch(context.Context) <-chan error { return nil }
 
+// identityPrefix marks a fence check's detail as the LUN identities, which qualification
+// compares across nodes.
+const identityPrefix = "identity "
+
 // Check is the fencing part of qualification: the node can register its key on every
 // path of every LUN, and all paths of a LUN report the same device identity (VPD 0x83),
 // which is returned so nodes can be compared.
@@ -175,7 +179,7 @@ func (f *scsiFencer) Check(ctx context.Context) (string, error) {
 		ids = append(ids, id)
 		return d.Unfence(ctx, f.self)
 	})
-	return strings.Join(ids, ","), err
+	return identityPrefix + strings.Join(ids, ","), err
 }
 
 // Check: the fence agent program exists and is executable.

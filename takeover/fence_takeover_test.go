@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -178,4 +179,67 @@ func writeBlock(s *iscsi.Session) error {
 	return err
 }
 
-var _ = lease.Prefix
+
+// Qualification registers the key on the role's LUN and records its identity; a node that
+// sees a different LUN behind the same spec than its peers fails with a precise message.
+func TestQualificationComparesLUNIdentity(t *testing.T) {
+	tg := tgtdtest.Start(t)
+	f := newFarm(t)
+	f.apply(`roles:
+  - name: r1
+    fence:
+      method: scsi
+      devices: [["` + tg.URL(1) + `"]]
+    exec:
+      command: [sleep, "3600"]
+`)
+	ctx := context.Background()
+	_, rev, err := f.store.Spec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Node x already qualified against this spec, and saw another LUN.
+	if err := f.store.PutQualification(ctx, "x", lease.Qualification{Passed: true, SpecRev: rev, Time: time.Now(),
+		Checks: []lease.Check{{Role: "r1", Name: "fence", Passed: true, Detail: identityPrefix + "naa.6001405000000000000000000000dead"}}}); err != nil {
+		t.Fatal(err)
+	}
+	f.start("a")
+	v := f.waitView("a qualified (and failed)", func(v *lease.View) bool { q, ok := v.Qualified["a"]; return ok && q.SpecRev == rev })
+	q := v.Qualified["a"]
+	if q.Passed {
+		t.Fatalf("a passed qualification against a different LUN: %+v", q)
+	}
+	var fc lease.Check
+	for _, c := range q.Checks {
+		if c.Name == "fence" {
+			fc = c
+		}
+	}
+	if fc.Passed || !strings.Contains(fc.Detail, "differs from node x's") {
+		t.Fatalf("fence check = %+v, want a failure naming node x", fc)
+	}
+	// And the key really registered on the LUN during the check.
+	id := v.IDs["a"]
+	key, _ := fence.NewKey("test", id)
+	sess, err := iscsi.Dial(ctx, mustTarget(t, tg.URL(1)), iscsi.Config{InitiatorName: "iqn.2026-11.dev.understudy:test.probe", ISID: iscsi.ISIDFromNodeID(99)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close(ctx)
+	regs, err := (&fence.Device{Name: "lun", Paths: []fence.Transport{sess}}).Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regs.Has(key) {
+		t.Fatalf("keys = %v, want %v registered by qualification", regs.Keys, key)
+	}
+}
+
+func mustTarget(t *testing.T, url string) iscsi.Target {
+	t.Helper()
+	tt, err := iscsi.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tt
+}

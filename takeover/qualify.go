@@ -2,6 +2,8 @@ package takeover
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -59,6 +61,7 @@ func (l *loop) qualify(ctx context.Context, v *lease.View) {
 	for _, r := range v.Spec.Roles {
 		q.Checks = append(q.Checks, a.checkRole(qctx, r)...)
 	}
+	compareIdentities(q.Checks, a.cfg.Node, v)
 	for _, r := range v.Spec.Roles {
 		if passedRole(q, r.Name) {
 			q.Passed = true
@@ -126,4 +129,28 @@ func (a *Agent) checkRole(ctx context.Context, r lease.RoleSpec) []lease.Check {
 		checks = append(checks, lease.Check{Role: r.Name, Name: "resources", Passed: true, Detail: "role has no resources"})
 	}
 	return checks
+}
+
+// compareIdentities fails a fence check whose LUN identities differ from what another
+// node, qualified against the same spec, saw for the same role: fencing through a path to
+// another LUN would fence nothing.
+func compareIdentities(checks []lease.Check, me string, v *lease.View) {
+	for i, c := range checks {
+		if !c.Passed || !strings.HasPrefix(c.Detail, identityPrefix) {
+			continue
+		}
+		for node, oq := range v.Qualified {
+			if node == me || oq.SpecRev != v.SpecRev {
+				continue
+			}
+			for _, oc := range oq.Checks {
+				if oc.Role == c.Role && oc.Name == c.Name && oc.Passed &&
+					strings.HasPrefix(oc.Detail, identityPrefix) && oc.Detail != c.Detail {
+					checks[i].Passed = false
+					checks[i].Detail = fmt.Sprintf("device %s differs from node %s's %s: not the same LUN",
+						c.Detail, node, oc.Detail)
+				}
+			}
+		}
+	}
 }
