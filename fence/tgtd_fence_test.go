@@ -3,8 +3,8 @@ package fence
 import (
 	"testing"
 
-	"github.com/understudy-ha/understudy/fence/tgtdtest"
 	"github.com/understudy-ha/understudy/fence/scsi"
+	"github.com/understudy-ha/understudy/fence/tgtdtest"
 )
 
 // TestTgtdFenceFlow is the story fencing exists for, on a real target: A

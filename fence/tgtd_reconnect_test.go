@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/understudy-ha/understudy/fence/tgtdtest"
 	"github.com/understudy-ha/understudy/fence/scsi"
+	"github.com/understudy-ha/understudy/fence/tgtdtest"
 )
 
 // waitDisconnected polls until every session of n noticed the drop.

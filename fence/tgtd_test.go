@@ -9,9 +9,9 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"github.com/understudy-ha/understudy/fence/tgtdtest"
 	"github.com/understudy-ha/understudy/fence/iscsi"
 	"github.com/understudy-ha/understudy/fence/scsi"
+	"github.com/understudy-ha/understudy/fence/tgtdtest"
 )
 
 // These tests run the package against a real target: a private tgtd on

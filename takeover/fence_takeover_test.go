@@ -179,7 +179,6 @@ func writeBlock(s *iscsi.Session) error {
 	return err
 }
 
-
 // Qualification registers the key on the role's LUN and records its identity; a node that
 // sees a different LUN behind the same spec than its peers fails with a precise message.
 func TestQualificationComparesLUNIdentity(t *testing.T) {

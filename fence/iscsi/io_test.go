@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/understudy-ha/understudy/fence/tgtdtest"
 	"github.com/understudy-ha/understudy/fence/scsi"
+	"github.com/understudy-ha/understudy/fence/tgtdtest"
 )
 
 // TestDeviceRandomIO writes 1 MiB of random data in random (also

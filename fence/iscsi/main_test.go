@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/understudy-ha/understudy/fence/tgtdtest"
 	"github.com/understudy-ha/understudy/fence/scsi"
+	"github.com/understudy-ha/understudy/fence/tgtdtest"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 )

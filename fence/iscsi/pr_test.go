@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/understudy-ha/understudy/fence/tgtdtest"
 	"github.com/understudy-ha/understudy/fence/scsi"
+	"github.com/understudy-ha/understudy/fence/tgtdtest"
 )
 
 // These tests measure how tgtd ties persistent-reservation registrations

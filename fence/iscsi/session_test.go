@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/understudy-ha/understudy/fence/tgtdtest"
 	"github.com/understudy-ha/understudy/fence/scsi"
+	"github.com/understudy-ha/understudy/fence/tgtdtest"
 )
 
 // waitFor polls cond every 10ms until it holds or d passes.
