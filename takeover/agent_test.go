@@ -428,3 +428,63 @@ func TestRepeatedTakeoverFailuresCordonTheNode(t *testing.T) {
 	}
 	f.waitView("a shows cordoned", stateIs("a", StateCordoned))
 }
+
+// A failing health check restarts the role's executable on the same node, keeping the
+// claim and token, up to exec.restarts times; then the role is released to a standby.
+func TestFailingHealthRestartsLocallyThenReleases(t *testing.T) {
+	f := newFarm(t)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad")
+	f.apply(`roles:
+  - name: r1
+    preferred_nodes: [a]
+    exec:
+      command: [sh, -c, 'rm -f ` + bad + `; exec sleep 3600']
+      restarts: 1
+    health:
+      type: exec
+      command: [sh, -c, 'test ! -f ` + bad + `']
+      interval: 100ms
+      failure_threshold: 2
+      start_timeout: 5s
+`)
+	f.start("a")
+	v := f.waitView("a holds r1", all(holderIs("r1", "a"), stateIs("a", StateActive)))
+	token := v.Claims["r1"].Token
+	f.start("b")
+	f.waitView("b standby", stateIs("b", StateStandby))
+	pid := findExec(t, "a", "r1")
+
+	if err := os.WriteFile(bad, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitRestart := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		for {
+			evs, err := f.store.Events(ctx, "r1", 0)
+			if err == nil && len(evs) > 0 && evs[len(evs)-1].Kind == EventRestart {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no restart event: %+v", evs)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	waitRestart()
+	v = f.waitView("a still holds r1 with the same token", all(holderIs("r1", "a"), stateIs("a", StateActive)))
+	if v.Claims["r1"].Token != token {
+		t.Fatalf("token changed %d -> %d on a local restart", token, v.Claims["r1"].Token)
+	}
+	if np := findExec(t, "a", "r1"); np == pid {
+		t.Fatalf("executable not restarted (pid %d)", pid)
+	}
+
+	// The budget (restarts: 1) is spent: the next failure releases the role to b.
+	if err := os.WriteFile(bad, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.waitView("b took r1 over", all(holderIs("r1", "b"), stateIs("b", StateActive)))
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -109,4 +110,34 @@ func stopReverse(ctx context.Context, res []Resource, prefix string) ([]lease.St
 		steps = append(steps, step)
 	}
 	return steps, errors.Join(errs...)
+}
+
+// Restart stops the resources from the one named from to the last, in reverse, and starts
+// them again in order, leaving the ones before it (storage, say) running. It is the local
+// recovery of a role whose health check failed while its claim is still good. On failure
+// the resources it restarted are stopped again; the caller then releases the role.
+func (c *Chain) Restart(ctx context.Context, rc RoleContext, from string) ([]lease.Step, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := slices.IndexFunc(c.res, func(r Resource) bool { return r.Name() == from })
+	if i < 0 {
+		return nil, fmt.Errorf("takeover: restart from %q: no such resource in role %q", from, rc.Role)
+	}
+	steps, err := stopReverse(ctx, c.res[i:], "restart/stop/")
+	if err != nil {
+		return steps, fmt.Errorf("takeover: restart role %q: %w", rc.Role, err)
+	}
+	for j, r := range c.res[i:] {
+		t0 := time.Now()
+		err := r.Start(ctx, rc)
+		step := lease.Step{Name: "restart/" + r.Name(), Duration: time.Since(t0)}
+		if err != nil {
+			err = fmt.Errorf("takeover: restart %s for role %q: %w", r.Name(), rc.Role, err)
+			step.Err = err.Error()
+			rb, rbErr := c.rollback(ctx, c.res[i:i+j])
+			return append(append(steps, step), rb...), errors.Join(err, rbErr)
+		}
+		steps = append(steps, step)
+	}
+	return steps, nil
 }

@@ -12,35 +12,40 @@ import (
 )
 
 // heldRole is a role this node holds: its claim, its running resources, and the
-// goroutine that forwards the exec resource's "gave up" signal to the loop.
+// goroutines that forward its resources' "gave up" reports to the loop.
 type heldRole struct {
-	claim lease.Claim
-	chain *Chain
-	since time.Time
-	stop  context.CancelFunc // stops the watcher goroutine
-	wg    sync.WaitGroup
+	claim    lease.Claim
+	spec     lease.RoleSpec
+	chain    *Chain
+	rc       RoleContext
+	since    time.Time
+	restarts []time.Time        // local restarts after failed health checks
+	stop     context.CancelFunc // stops the watcher goroutines
+	wg       sync.WaitGroup
 }
 
-// roleFailure is a held role's resource giving up (restarts exhausted).
+// roleFailure is a held role's resource giving up: the exec's restarts exhausted, the
+// health check failing, or the fence watchdog finding this node fenced.
 type roleFailure struct {
-	role  string
-	token int64
-	err   error
+	held   *heldRole
+	source string // resource name: exec, health, fence
+	err    error
 }
 
-// chainBuilder makes a role's resources from its spec, and the channels on which
-// resources report that they gave up (exec restarts exhausted, health failing).
-type chainBuilder func(r lease.RoleSpec) (*Chain, []<-chan error, error)
+// chainBuilder makes a role's resources from its spec, and the channels, by resource
+// name, on which resources report that they gave up (exec restarts exhausted, health
+// failing).
+type chainBuilder func(r lease.RoleSpec) (*Chain, map[string]<-chan error, error)
 
 // buildChain is the production chainBuilder: the role's resources in takeover order
 // (storage, exec, vip, health); fencing runs before the chain and is not undone.
-func (a *Agent) buildChain(r lease.RoleSpec) (*Chain, []<-chan error, error) {
+func (a *Agent) buildChain(r lease.RoleSpec) (*Chain, map[string]<-chan error, error) {
 	log := a.log.With(zap.String("role", r.Name))
 	if _, err := a.fencerFor(r); err != nil {
 		return nil, nil, err
 	}
 	var res []Resource
-	var failed []<-chan error
+	failed := map[string]<-chan error{}
 	if r.Storage != nil {
 		s, err := NewStorage(*r.Storage, log)
 		if err != nil {
@@ -50,7 +55,7 @@ func (a *Agent) buildChain(r lease.RoleSpec) (*Chain, []<-chan error, error) {
 	}
 	if r.Exec != nil {
 		e := NewExec(*r.Exec, log)
-		res, failed = append(res, e), append(failed, e.Failed())
+		res, failed["exec"] = append(res, e), e.Failed()
 	}
 	if r.VIP != nil {
 		v, err := NewVIP(*r.VIP, log)
@@ -64,7 +69,7 @@ func (a *Agent) buildChain(r lease.RoleSpec) (*Chain, []<-chan error, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		res, failed = append(res, h), append(failed, h.Failed())
+		res, failed["health"] = append(res, h), h.Failed()
 	}
 	return NewChain(res...), failed, nil
 }
@@ -104,23 +109,26 @@ func (a *Agent) startRole(ctx context.Context, r lease.RoleSpec, c lease.Claim, 
 	if err != nil {
 		return nil, err
 	}
-	h := &heldRole{claim: c, chain: chain, since: time.Now()}
+	h := &heldRole{claim: c, spec: r, chain: chain, rc: rc, since: time.Now()}
 	wctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel
-	report := func(err error) {
+	report := func(source string, err error) {
 		select {
-		case a.roleEvent <- roleFailure{role: r.Name, token: c.Token, err: err}:
+		case a.roleEvent <- roleFailure{held: h, source: source, err: err}:
 		case <-wctx.Done():
 		}
 	}
-	for _, ch := range failed { // resources that give up; these channels never close
+	for source, ch := range failed { // resources that give up; these channels never close
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
-			select {
-			case err := <-ch:
-				report(err)
-			case <-wctx.Done():
+			for {
+				select {
+				case err := <-ch:
+					report(source, err)
+				case <-wctx.Done():
+					return
+				}
 			}
 		}()
 	}
@@ -130,7 +138,7 @@ func (a *Agent) startRole(ctx context.Context, r lease.RoleSpec, c lease.Claim, 
 			go func() {
 				defer h.wg.Done()
 				for err := range ch {
-					report(fmt.Errorf("takeover: fenced: %w", err))
+					report("fence", fmt.Errorf("takeover: fenced: %w", err))
 				}
 			}()
 		}
@@ -141,14 +149,52 @@ func (a *Agent) startRole(ctx context.Context, r lease.RoleSpec, c lease.Claim, 
 // roleFailed handles a held role whose resources gave up: release it so a standby takes
 // it, and keep this node off it for a while.
 func (a *Agent) roleFailed(ctx context.Context, st *lease.Store, f roleFailure) {
-	h, ok := a.held[f.role]
-	if !ok || h.claim.Token != f.token {
+	role := f.held.rc.Role
+	if h, ok := a.held[role]; !ok || h != f.held {
 		return // already released
 	}
-	a.log.Error("role failed on this node; releasing it", zap.String("role", f.role), zap.Error(f.err))
-	a.failures[f.role]++
-	a.backoff[f.role] = time.Now().Add(min(a.cfg.TTL<<min(a.failures[f.role], 5), time.Minute))
-	a.stopRole(ctx, st, f.role, EventRelease, "failed: "+f.err.Error(), "", true)
+	if f.source == "health" && a.restartLocally(ctx, st, f.held, f.err) {
+		return
+	}
+	a.log.Error("role failed on this node; releasing it", zap.String("role", role),
+		zap.String("source", f.source), zap.Error(f.err))
+	a.failures[role]++
+	a.backoff[role] = time.Now().Add(min(a.cfg.TTL<<min(a.failures[role], 5), time.Minute))
+	a.stopRole(ctx, st, role, EventRelease, f.source+" failed: "+f.err.Error(), "", true)
+}
+
+// restartLocally restarts a role's exec (and what follows it: vip, health) after its
+// health check failed, keeping the claim, up to exec.restarts times per
+// exec.restart_window (Pacemaker's migration-threshold). false: the budget is spent or the
+// restart failed, and the caller releases the role.
+func (a *Agent) restartLocally(ctx context.Context, st *lease.Store, h *heldRole, cause error) bool {
+	if h.spec.Exec == nil {
+		return false
+	}
+	window := h.spec.Exec.RestartWindow.Std()
+	recent := h.restarts[:0]
+	for _, t := range h.restarts {
+		if time.Since(t) < window {
+			recent = append(recent, t)
+		}
+	}
+	h.restarts = recent
+	if len(h.restarts) >= h.spec.Exec.Restarts {
+		return false
+	}
+	h.restarts = append(h.restarts, time.Now())
+	a.log.Warn("health check failed; restarting the role locally", zap.String("role", h.rc.Role),
+		zap.Int("restart", len(h.restarts)), zap.Int("of", h.spec.Exec.Restarts), zap.Error(cause))
+	t := time.Now()
+	steps, err := h.chain.Restart(ctx, h.rc, "exec")
+	ev := lease.Event{Role: h.rc.Role, Node: a.cfg.Node, Kind: EventRestart, Token: h.claim.Token,
+		Steps: steps, Total: time.Since(t), Detail: "health: " + cause.Error()}
+	if err != nil {
+		ev.Detail += "; restart: " + err.Error()
+	}
+	a.appendEvent(ctx, st, ev)
+	a.metrics.transitions.WithLabelValues(h.rc.Role, EventRestart).Inc()
+	return err == nil
 }
 
 // stopRole stops a held role in reverse order and, when release is set, gives its claim

@@ -22,6 +22,7 @@ const (
 	EventQualify        = "qualify"
 	EventRemove         = "remove"
 	EventCordon         = "cordon"
+	EventRestart        = "restart"
 )
 
 // Command kinds an operator sends to an agent through etcd.
