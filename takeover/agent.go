@@ -111,9 +111,16 @@ func (a *Agent) Cluster(ctx context.Context) (ClusterStatus, error) {
 // Run runs the agent until ctx is cancelled (returns nil) or the node is removed
 // (returns ErrRemoved). On return every role has been stopped and released.
 func (a *Agent) Run(ctx context.Context) error {
-	cli, err := a.cfg.EtcdClient(ctx)
+	ccfg, err := a.cfg.EtcdClientConfig()
 	if err != nil {
 		return fmt.Errorf("takeover: etcd client: %w", err)
+	}
+	// The client's retry warnings repeat what the agent already logs once per state
+	// change; keep its errors, in the agent's own log.
+	ccfg.Logger = a.log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.ErrorLevel))
+	cli, err := clientv3.New(ccfg)
+	if err != nil {
+		return fmt.Errorf("takeover: etcd client for %v: %w", a.cfg.Etcd.Endpoints, err)
 	}
 	defer cli.Close()
 	st := lease.NewStore(cli, a.cfg.Prefix, a.log)

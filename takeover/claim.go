@@ -76,7 +76,10 @@ func (l *loop) mayClaim(v *lease.View, r lease.RoleSpec) bool {
 		waited = time.Since(since)
 	}
 	chance := 2 * l.sess.TTL() // how long a named or preferred node gets to take the role
-	if t := v.Targets[r.Name]; t != "" && t != me && nodeFree(v, t) && waited < chance {
+	switch t := v.Targets[r.Name]; {
+	case t == me:
+		return true // handed to this node: it wins over preferences
+	case t != "" && nodeFree(v, t) && waited < chance:
 		return false
 	}
 	if len(r.Preferred) == 0 || slices.Contains(r.Preferred, me) {
