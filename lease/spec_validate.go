@@ -140,7 +140,19 @@ func (v *validator) fenceAgent(p string, a *FenceAgentSpec) {
 	v.positive(p+".timeout", a.Timeout)
 	for _, node := range slices.Sorted(maps.Keys(a.Plugs)) {
 		if CheckNodeName(node) != nil {
-			v.add(p+".plugs", "%q is not a node name (want 1-63 of [A-Za-z0-9._-])", node)
+			v.add(p+".plugs", "%q is not a node name (want %s)", node, NodeNameRule)
+		}
+	}
+	// The agent sets action and plug itself; stdin is key=value lines, so keys and
+	// values must not be able to inject another line.
+	for _, k := range slices.Sorted(maps.Keys(a.Args)) {
+		switch {
+		case k == "action" || k == "plug" || k == "port" || k == "nodename":
+			v.add(p+".args."+k, "set by understudy for each call; remove it (use plugs for per-node plugs)")
+		case k == "" || strings.ContainsAny(k, "=\n\r \t"):
+			v.add(p+".args", "%q is not a fence agent option name", k)
+		case strings.ContainsAny(a.Args[k], "\n\r"):
+			v.add(p+".args."+k, "must be one line")
 		}
 	}
 }

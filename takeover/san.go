@@ -17,8 +17,9 @@ import (
 //
 // One long-lived transport per path matters for safety, not only speed: a target keys
 // persistent-reservation registrations on the I_T nexus, and tgtd even on the session
-// (ISID + TSIH), so the session that registered the node's key must be the one its
-// fencing, watchdog and storage I/O use. The iSCSI initiator never re-registers by itself
+// (its TSIH), so the session that registered the node's key must be the one its
+// fencing, watchdog and storage I/O use. Storage given as iscsi:// must therefore name
+// the same path string as the role's fence device. The iSCSI initiator never re-registers by itself
 // after a reconnect; the agent re-registers on (re)join, when it is a member in good
 // standing (see join).
 //
@@ -28,12 +29,15 @@ type san struct {
 	nodeID        uint32
 	log           *zap.Logger
 
-	mu    sync.Mutex
-	paths map[string][]fence.Transport // guarded by mu; by path string (dm-multipath: several)
+	mu      sync.Mutex
+	paths   map[string][]fence.Transport // guarded by mu; by path string (dm-multipath: several)
+	devices map[string]*fence.Device     // guarded by mu; by joined paths, so a device's learnt quirks (no PREEMPT AND ABORT) persist
+	isids   map[string]uint8             // guarded by mu; sessions opened per target IQN
 }
 
 func newSAN(cluster, node string, nodeID uint32, log *zap.Logger) *san {
-	return &san{cluster: cluster, node: node, nodeID: nodeID, log: log, paths: map[string][]fence.Transport{}}
+	return &san{cluster: cluster, node: node, nodeID: nodeID, log: log, paths: map[string][]fence.Transport{},
+		devices: map[string]*fence.Device{}, isids: map[string]uint8{}}
 }
 
 // initiatorName is this node's iSCSI name; stable, so arrays can be configured for it.
@@ -44,7 +48,14 @@ func initiatorName(cluster, node string) string {
 // device returns the fence.Device for one LUN given by its paths (iscsi:// URLs or /dev
 // nodes; a dm-multipath /dev node expands to every path below it).
 func (s *san) device(ctx context.Context, paths []string) (*fence.Device, error) {
-	d := &fence.Device{Name: strings.Join(paths, ","), Log: s.log}
+	name := strings.Join(paths, ",")
+	s.mu.Lock()
+	d, ok := s.devices[name]
+	s.mu.Unlock()
+	if ok {
+		return d, nil
+	}
+	d = &fence.Device{Name: name, Log: s.log}
 	for _, p := range paths {
 		ts, err := s.open(ctx, p)
 		if err != nil {
@@ -52,6 +63,12 @@ func (s *san) device(ctx context.Context, paths []string) (*fence.Device, error)
 		}
 		d.Paths = append(d.Paths, ts...)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if prev, ok := s.devices[name]; ok {
+		return prev, nil
+	}
+	s.devices[name] = d
 	return d, nil
 }
 
@@ -73,11 +90,14 @@ func (s *san) open(ctx context.Context, path string) ([]fence.Transport, error) 
 	if err != nil {
 		return nil, fmt.Errorf("takeover: %w", err)
 	}
-	// Sessions to different LUNs of one target need different ISIDs (two sessions with
-	// the same initiator port would reinstate each other); the LUN number keeps the ISID
-	// stable across restarts.
+	// Every session to one target needs its own ISID: two sessions with the same
+	// initiator port (name + ISID) reinstate each other, and the second login would end
+	// the first (two paths to one LUN, or two LUNs of one target). The node re-registers
+	// its key on every (re)join, so the ISID need not be stable across restarts.
+	idx := s.isids[t.IQN]
+	s.isids[t.IQN]++
 	cfg := iscsi.Config{InitiatorName: initiatorName(s.cluster, s.node),
-		ISID: iscsi.ISIDFromNodeIDIndex(s.nodeID, uint8(t.LUN)), Logger: s.log}
+		ISID: iscsi.ISIDFromNodeIDIndex(s.nodeID, idx), Logger: s.log}
 	sess, err := iscsi.Dial(ctx, t, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("takeover: %w", err)
@@ -119,5 +139,7 @@ func (s *san) Close(ctx context.Context) error {
 		}
 		delete(s.paths, p)
 	}
+	clear(s.devices)
+	clear(s.isids)
 	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/understudy-ha/understudy/fence"
 	"github.com/understudy-ha/understudy/fence/iscsi"
@@ -81,8 +82,29 @@ preempt, clear and unregister change who may write: they require --yes.`,
 
 // cluster reads the global --cluster flag (defined on the root command).
 func fenceCluster(cmd *cobra.Command) string {
-	if f := cmd.Flag("cluster"); f != nil {
+	// The same sources as every other command, without needing etcd: --cluster,
+	// UNDERSTUDY_CLUSTER, the config file's cluster, the default. A key built for the
+	// wrong cluster would fence (or verify) a key nobody holds.
+	if f := cmd.Flag("cluster"); f != nil && f.Changed {
 		return f.Value.String()
+	}
+	if c := os.Getenv("UNDERSTUDY_CLUSTER"); c != "" {
+		return c
+	}
+	path := os.Getenv("UNDERSTUDY_CONFIG")
+	if f := cmd.Flag("config"); f != nil && f.Value.String() != "" {
+		path = f.Value.String()
+	}
+	if path != "" {
+		var file struct {
+			Cluster string `yaml:"cluster"`
+		}
+		if b, err := os.ReadFile(path); err == nil && yaml.Unmarshal(b, &file) == nil && file.Cluster != "" {
+			return file.Cluster
+		}
+	}
+	if f := cmd.Flag("cluster"); f != nil {
+		return f.Value.String() // the flag's default
 	}
 	return ""
 }

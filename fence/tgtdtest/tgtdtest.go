@@ -327,9 +327,9 @@ func (tg *Target) Stop() {
 		_, _ = tg.Tgtadm("--op", "delete", "--mode", "system")
 		select {
 		case <-tg.done:
-			// A clean exit removes its own socket files; removing them
-			// again could hit a new tgtd that reuses the port number.
-			tg.ready = false
+			// tgtd 1.0.85 leaves socket.N and socket.N.lock behind even on a
+			// clean exit; kill removes them (no other tgtd can have taken
+			// the port: freeControlPort skips ports whose files exist).
 		case <-time.After(stopTimeout):
 			tg.t.Logf("tgtdtest: tgtd -C %d did not exit after %v; killing", tg.ctl, stopTimeout)
 		}
