@@ -152,8 +152,11 @@ func renderStatus(w io.Writer, format string, cs takeover.ClusterStatus, specApp
 	row(tw, "NAME", "ID", "STATE", "ROLES", "LEASE-LEFT", "QUALIFIED", "SINCE")
 	for _, n := range cs.Nodes {
 		left := "-"
-		if n.LeaseLeft > 0 {
+		switch {
+		case n.LeaseLeft > 0:
 			left = n.LeaseLeft.String()
+		case n.State != takeover.StateDown:
+			left = "<1s" // etcd reports whole seconds, rounded down
 		}
 		state := n.State
 		if n.Cordoned && state != takeover.StateCordoned {
