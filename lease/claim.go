@@ -105,6 +105,27 @@ func (s *Store) holds(c Claim) clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(s.claimKey(c.Role)), "=", c.Token)
 }
 
+// Rebind moves this node's claim c to the lease of sess, keeping the key and therefore its
+// CreateRevision (the fencing token): after an etcd outage a holder that kept running
+// carries its claim over to its new session before the old lease expires. Guarded by the
+// claim still being c; ErrNotHolder otherwise (then nothing is written).
+func (s *Store) Rebind(ctx context.Context, sess *Session, c Claim) (Claim, error) {
+	if err := s.checkClaim(c); err != nil {
+		return Claim{}, err
+	}
+	key := s.claimKey(c.Role)
+	resp, err := s.cli.Txn(ctx).If(s.holds(c), clientv3.Compare(clientv3.Value(key), "=", c.Node)).
+		Then(clientv3.OpPut(key, c.Node, clientv3.WithLease(sess.ID()))).Commit()
+	if err != nil {
+		return Claim{}, fmt.Errorf("lease: rebind claim of role %q (token %d): %w", c.Role, c.Token, err)
+	}
+	if !resp.Succeeded {
+		return Claim{}, fmt.Errorf("lease: rebind claim of role %q (token %d): %w", c.Role, c.Token, ErrNotHolder)
+	}
+	c.Lease = sess.ID()
+	return c, nil
+}
+
 // MarkHolder writes last={c.Node, nodeID, c.Token, Clean:false}, guarded by the claim
 // still being c. Call it right after fencing the previous holder succeeded and before
 // touching storage: from then on a crash of this node means the next holder must fence

@@ -227,3 +227,38 @@ func TestClaimRejectsBadNames(t *testing.T) {
 		})
 	}
 }
+
+// Rebind carries a claim to a new session keeping its token; the old lease can then go
+// without taking the claim along. A stale claim cannot be rebound.
+func TestRebindKeepsTokenAcrossSessions(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	s, cli, _ := newTestStore(t)
+	old := newTestSession(t, cli, 5*time.Second)
+	c, _, ok, err := s.TryClaim(ctx, old, "db", "a")
+	if err != nil || !ok {
+		t.Fatalf("claim: ok=%v err=%v", ok, err)
+	}
+	next := newTestSession(t, cli, 5*time.Second)
+	nc, err := s.Rebind(ctx, next, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc.Token != c.Token || nc.Lease != next.ID() {
+		t.Fatalf("rebound claim = %+v, want token %d on lease %x", nc, c.Token, next.ID())
+	}
+	if err := old.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.View(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := v.Claims["db"]; got.Token != c.Token || got.Node != "a" {
+		t.Fatalf("after the old lease was revoked the claim is %+v, want a's token %d", got, c.Token)
+	}
+	stale := c
+	stale.Token--
+	if _, err := s.Rebind(ctx, next, stale); !errors.Is(err, ErrNotHolder) {
+		t.Fatalf("rebind of a stale claim: %v, want ErrNotHolder", err)
+	}
+}

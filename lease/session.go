@@ -142,6 +142,18 @@ func (s *Session) Close(ctx context.Context) error {
 	return s.closeErr
 }
 
+// Abandon stops the keepalive loop without revoking the lease, so the keys bound to it
+// live until etcd expires it. A holder that keeps serving through an etcd outage
+// (etcd_outage: keep-running) needs its claims to outlive this session until the next
+// one carries them over. After Abandon, Close does nothing.
+func (s *Session) Abandon() {
+	s.closeOnce.Do(func() {
+		s.stop()
+		<-s.loopDone
+		s.markLost("session abandoned")
+	})
+}
+
 // run is the keepalive loop, owned by the Session: Close stops it and waits for it.
 func (s *Session) run(ctx context.Context) {
 	defer close(s.loopDone)

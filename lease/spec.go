@@ -20,6 +20,11 @@ type Spec struct {
 	Roles           []RoleSpec `yaml:"roles" json:"roles"`
 	MaxRolesPerNode int        `yaml:"max_roles_per_node" json:"max_roles_per_node"` // default 1, >= 1
 	Failback        bool       `yaml:"failback" json:"failback"`                     // default false
+	// EtcdOutage is what an active node does when it cannot reach etcd: demote (stop its
+	// roles before its lease could expire; the default) or keep-running (keep serving
+	// until it is fenced; only with SCSI fencing on every role, where the storage
+	// itself rejects a fenced node's writes).
+	EtcdOutage string `yaml:"etcd_outage" json:"etcd_outage"`
 }
 
 // RoleSpec is one role: storage + executable + floating IP (+ health check), and how to
@@ -33,6 +38,12 @@ type RoleSpec struct {
 	VIP       *VIPSpec     `yaml:"vip" json:"vip,omitempty"`
 	Health    *HealthSpec  `yaml:"health" json:"health,omitempty"`
 }
+
+// Values of Spec.EtcdOutage.
+const (
+	OutageDemote      = "demote"
+	OutageKeepRunning = "keep-running"
+)
 
 // Fence methods.
 const (
@@ -193,7 +204,7 @@ func (s *Spec) Role(name string) (*RoleSpec, bool) {
 // UnmarshalYAML implements yaml's (obsolete) Unmarshaler with defaults.
 func (s *Spec) UnmarshalYAML(unmarshal func(any) error) error {
 	type spec Spec
-	v := spec{MaxRolesPerNode: 1}
+	v := spec{MaxRolesPerNode: 1, EtcdOutage: OutageDemote}
 	if err := unmarshal(&v); err != nil {
 		return err
 	}

@@ -41,6 +41,18 @@ func (s *Spec) Validate() error {
 	if s.MaxRolesPerNode < 1 {
 		v.add("max_roles_per_node", "%d: want at least 1", s.MaxRolesPerNode)
 	}
+	switch s.EtcdOutage {
+	case OutageDemote, "":
+	case OutageKeepRunning:
+		for i, r := range s.Roles {
+			if r.Fence == nil || r.Fence.Method != FenceSCSI {
+				v.add("etcd_outage", "keep-running needs fence.method scsi on every role; roles[%d] (%q) has none", i, r.Name)
+				break
+			}
+		}
+	default:
+		v.add("etcd_outage", "%q: want demote or keep-running", s.EtcdOutage)
+	}
 	seen := map[string]int{}
 	for i := range s.Roles {
 		r := &s.Roles[i]

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 
 	"github.com/understudy-ha/understudy/lease"
 )
@@ -118,6 +120,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	// The client's retry warnings repeat what the agent already logs once per state
 	// change; keep its errors, in the agent's own log.
 	ccfg.Logger = a.log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.ErrorLevel))
+	// gRPC's reconnect backoff grows to minutes by default; after an etcd outage the
+	// agent must be back within a fraction of the TTL (to carry kept claims over, and to
+	// stand by again), so cap it.
+	ccfg.DialOptions = append(ccfg.DialOptions, grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           grpcbackoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: max(a.cfg.TTL/4, 100*time.Millisecond)},
+		MinConnectTimeout: a.cfg.TTL,
+	}))
 	cli, err := clientv3.New(ccfg)
 	if err != nil {
 		return fmt.Errorf("takeover: etcd client for %v: %w", a.cfg.Etcd.Endpoints, err)
@@ -141,7 +150,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	a.cleanupLeftovers(ctx, st)
-	wait := newBackoff(100*time.Millisecond, a.cfg.TTL)
+	// Short: a node keeping roles through an etcd outage must carry its claims over
+	// before their old lease expires once etcd is back.
+	wait := newBackoff(100*time.Millisecond, max(a.cfg.TTL/4, 100*time.Millisecond))
 	for {
 		err := a.runSession(ctx, cli, st)
 		if errors.Is(err, ErrRemoved) {
@@ -151,8 +162,25 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		}
 		a.log.Warn("session ended; rejoining as standby", zap.Error(err))
-		if !wait.sleep(ctx) {
+		if !a.waitRetry(ctx, st, wait) {
 			return nil
+		}
+	}
+}
+
+// waitRetry waits before the next session. Roles kept running through an etcd outage
+// still report failures (above all the fence watchdog), and are stopped meanwhile.
+func (a *Agent) waitRetry(ctx context.Context, st *lease.Store, b *backoff) bool {
+	t := time.NewTimer(b.next())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case f := <-a.roleEvent:
+			a.roleFailed(ctx, st, f)
 		}
 	}
 }
@@ -201,7 +229,9 @@ func (a *Agent) cleanupLeftovers(ctx context.Context, st *lease.Store) {
 // runSession is one life of the node in the cluster: a fresh lease, registration, and the
 // event loop. It returns when the lease is lost or may be lost, after stopping every role.
 func (a *Agent) runSession(ctx context.Context, cli *clientv3.Client, st *lease.Store) (err error) {
-	sess, err := lease.NewSession(ctx, cli, a.cfg.TTL, a.log)
+	gctx, cancel := context.WithTimeout(ctx, a.cfg.TTL) // the retry loop must not hang on a dead etcd
+	sess, err := lease.NewSession(gctx, cli, a.cfg.TTL, a.log)
+	cancel()
 	if err != nil {
 		return fmt.Errorf("takeover: new session: %w", err)
 	}
@@ -211,12 +241,21 @@ func (a *Agent) runSession(ctx context.Context, cli *clientv3.Client, st *lease.
 	a.log.Info("session started", zap.Int64("lease", int64(sess.ID())),
 		zap.Duration("ttl", sess.TTL()), zap.Duration("requested_ttl", sess.RequestedTTL()))
 	defer func() {
-		a.stopAll(ctx, st, "session ended")
-		// Revoke so claims we might still hold vanish now rather than at expiry; bounded
-		// by its own context because ctx may already be cancelled.
-		cctx, cancel := context.WithTimeout(context.Background(), sess.TTL())
-		_ = sess.Close(cctx)
-		cancel()
+		if a.keepRunning() && ctx.Err() == nil && !errors.Is(err, ErrRemoved) && len(a.held) > 0 {
+			// etcd_outage: keep-running. The roles stay up until this node is fenced (the
+			// watchdog stops them) or its next session carries their claims over, so
+			// the claims must not be revoked with this session.
+			a.log.Warn("etcd session ended; keep-running: roles stay up until fenced", zap.Error(err),
+				zap.Strings("roles", a.heldNames()))
+			sess.Abandon()
+		} else {
+			a.stopAll(ctx, st, "session ended")
+			// Revoke so claims we might still hold vanish now rather than at expiry;
+			// bounded by its own context because ctx may already be cancelled.
+			cctx, cancel := context.WithTimeout(context.Background(), sess.TTL())
+			_ = sess.Close(cctx)
+			cancel()
+		}
 		a.setLocal(func(l *LocalStatus) { l.State, l.EtcdOK, l.Ready = StateDown, false, false })
 		a.lastRec = ""
 	}()
@@ -236,6 +275,14 @@ func (a *Agent) keepaliveFresh(sess *lease.Session) bool {
 	return time.Since(sess.LastAck()) < sess.TTL()-a.demoteMargin(sess)
 }
 
+// keepRunning reports whether the spec asks active nodes to keep serving through an etcd
+// outage (allowed only with SCSI fencing on every role, checked by the spec validation).
+func (a *Agent) keepRunning() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.view != nil && a.view.Spec != nil && a.view.Spec.EtcdOutage == lease.OutageKeepRunning
+}
+
 // etcdCtx bounds one etcd round trip of the agent to half the TTL. While the node holds
 // roles the bound is also the moment it must demote itself (last acknowledged keepalive +
 // TTL - margin), so a hung etcd can never keep the loop from demoting in time.
@@ -247,7 +294,7 @@ func (a *Agent) etcdCtx(ctx context.Context) (context.Context, context.CancelFun
 		return context.WithTimeout(ctx, a.cfg.TTL)
 	}
 	deadline := time.Now().Add(sess.TTL() / 2)
-	if len(a.held) > 0 {
+	if len(a.held) > 0 && !a.keepRunning() {
 		if d := sess.LastAck().Add(sess.TTL() - a.demoteMargin(sess)); d.Before(deadline) {
 			deadline = d
 		}

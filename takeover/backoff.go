@@ -12,13 +12,19 @@ type backoff struct {
 
 func newBackoff(min, max time.Duration) *backoff { return &backoff{cur: min, max: max} }
 
-// sleep waits for the current interval and doubles it; false when ctx ended first.
-func (b *backoff) sleep(ctx context.Context) bool {
-	t := time.NewTimer(b.cur)
-	defer t.Stop()
+// next returns the current interval and doubles it for the time after.
+func (b *backoff) next() time.Duration {
+	d := b.cur
 	if b.cur *= 2; b.cur > b.max {
 		b.cur = b.max
 	}
+	return d
+}
+
+// sleep waits for the current interval and doubles it; false when ctx ended first.
+func (b *backoff) sleep(ctx context.Context) bool {
+	t := time.NewTimer(b.next())
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false

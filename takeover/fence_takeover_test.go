@@ -242,3 +242,56 @@ func mustTarget(t *testing.T, url string) iscsi.Target {
 	}
 	return tt
 }
+
+// etcd_outage: keep-running: with SCSI fencing, an active node keeps serving while etcd
+// is down, and carries its claim (same token) over to a new session when etcd returns;
+// the standby never takes the role.
+func TestKeepRunningThroughEtcdOutage(t *testing.T) {
+	tg := tgtdtest.Start(t)
+	f := newFarm(t)
+	f.apply(`etcd_outage: keep-running
+roles:
+  - name: r1
+    preferred_nodes: [a]
+    fence:
+      method: scsi
+      devices: [["` + tg.URL(1) + `"]]
+    exec:
+      command: [sleep, "3600"]
+`)
+	f.start("a")
+	v := f.waitView("a holds r1", all(holderIs("r1", "a"), stateIs("a", StateActive)))
+	token := v.Claims["r1"].Token
+	f.start("b")
+	f.waitView("b standby", stateIs("b", StateStandby))
+	pid := findExec(t, "a", "r1")
+
+	f.etcd.Stop()
+	time.Sleep(3 * testTTL) // well past the lease: a default node would have demoted
+	if !pidAlive(pid) {
+		t.Fatalf("a's executable stopped during the etcd outage; keep-running should keep it")
+	}
+	f.etcd.Restart(t)
+	v = f.waitView("a still holds r1 on a new lease", func(v *lease.View) bool {
+		c, ok := v.Claims["r1"]
+		return ok && c.Node == "a" && int64(c.Lease) == v.Nodes["a"].Lease
+	})
+	// The claim is rebound (same token) if the old lease was still alive when a's new
+	// session came, or re-adopted (new token, last holder still a) if it had expired.
+	if got := v.Claims["r1"].Token; got < token {
+		t.Fatalf("token after the outage = %d, below %d", got, token)
+	}
+	if !pidAlive(pid) || findExec(t, "a", "r1") != pid {
+		t.Fatal("a's executable was restarted; it should have kept running")
+	}
+	evs, err := f.store.Events(context.Background(), "r1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Node == "b" && (e.Kind == EventTakeover || e.Kind == EventTakeoverFailed) {
+			t.Fatalf("b tried to take r1 during or after the outage: %+v", e)
+		}
+	}
+	t.Logf("token %d -> %d", token, v.Claims["r1"].Token)
+}

@@ -88,7 +88,7 @@ func (l *loop) run(ctx context.Context) error {
 
 // mustDemote: the node holds roles but can no longer prove its lease alive with margin.
 func (l *loop) mustDemote() bool {
-	if len(l.a.held) == 0 || l.a.keepaliveFresh(l.sess) {
+	if len(l.a.held) == 0 || l.a.keepaliveFresh(l.sess) || l.a.keepRunning() {
 		return false
 	}
 	l.a.log.Warn("keepalive stale: demoting before the lease can expire",
@@ -151,6 +151,7 @@ func (l *loop) reconcileNow(ctx context.Context) error {
 // reconcile compares the cluster as etcd has it with what this node runs, and acts.
 func (l *loop) reconcile(ctx context.Context, v *lease.View) error {
 	defer l.a.touchLoop()
+	l.carryOver(ctx, v)
 	l.checkHeld(ctx, v)
 	if err := l.handleCommands(ctx, v); err != nil {
 		return err
@@ -179,6 +180,56 @@ func (l *loop) reconcile(ctx context.Context, v *lease.View) error {
 	l.failback(ctx, v)
 	l.publish(ctx, v)
 	return nil
+}
+
+// carryOver moves the claims of roles this node kept running through an etcd outage
+// (etcd_outage: keep-running) to the current session: rebinding keeps the token if the
+// old claim still exists; if it expired and nobody took the role meanwhile (the last
+// holder record still names this node and token) the role is claimed anew and adopted.
+// Anything else is left to checkHeld, which stops the role: someone else has it.
+func (l *loop) carryOver(ctx context.Context, v *lease.View) {
+	a := l.a
+	for role, h := range a.held {
+		if h.claim.Lease == l.sess.ID() {
+			continue
+		}
+		cctx, cancel := a.etcdCtx(ctx)
+		c, ok := v.Claims[role]
+		var err error
+		switch {
+		case ok && c.Node == a.cfg.Node && c.Token == h.claim.Token:
+			c, err = l.st.Rebind(cctx, l.sess, h.claim)
+		case !ok:
+			var prev lease.LastHolder
+			var won bool
+			c, prev, won, err = l.st.TryClaim(cctx, l.sess, role, a.cfg.Node)
+			switch {
+			case err != nil:
+			case !won:
+				err = lease.ErrNotHolder
+			case prev.Node != a.cfg.Node || prev.Token != h.claim.Token:
+				// Someone held it in between: our copy is stale. Give the fresh claim
+				// back; checkHeld stops the role and a normal takeover may follow.
+				err = l.st.Release(cctx, c, nil, "")
+				if err == nil {
+					err = lease.ErrNotHolder
+				}
+			default:
+				err = l.st.MarkHolder(cctx, c, a.id)
+			}
+		default:
+			err = lease.ErrNotHolder
+		}
+		cancel()
+		if err != nil {
+			a.log.Warn("could not carry a kept role over to the new session", zap.String("role", role), zap.Error(err))
+			continue
+		}
+		a.log.Info("role carried over to the new session", zap.String("role", role),
+			zap.Int64("token", c.Token), zap.Int64("old_token", h.claim.Token))
+		h.claim = c
+		v.Claims[role] = c
+	}
 }
 
 // checkHeld stops roles whose claim is no longer ours: etcd is the source of truth, and a
