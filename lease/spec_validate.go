@@ -80,6 +80,11 @@ func (v *validator) role(p string, r *RoleSpec) {
 	}
 	if r.Storage != nil {
 		v.storage(p+".storage", r.Storage)
+		if isISCSIURL(r.Storage.Device) && !fencesPath(r.Fence, r.Storage.Device) {
+			// The node writes through the session its key is registered on; a storage
+			// path the fence step does not register would be refused by the target.
+			v.add(p+".storage.device", "%q: an iscsi:// device must also be one of the role's fence.devices paths (method scsi)", r.Storage.Device)
+		}
 	}
 	if r.Exec != nil {
 		v.exec(p+".exec", r.Exec)
@@ -295,4 +300,17 @@ func (v *validator) positive(field string, d Duration) {
 	if d <= 0 {
 		v.add(field, "%s: want a duration greater than 0", d)
 	}
+}
+
+// fencesPath reports whether the role's SCSI fencing registers path.
+func fencesPath(f *FenceSpec, path string) bool {
+	if f == nil || f.Method != FenceSCSI {
+		return false
+	}
+	for _, paths := range f.Devices {
+		if slices.Contains(paths, path) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package takeover
 
 import (
@@ -5,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -294,4 +298,61 @@ roles:
 		}
 	}
 	t.Logf("token %d -> %d", token, v.Claims["r1"].Token)
+}
+
+// Storage given as iscsi:// goes through each node's own session (FUSE + loop): after an
+// unclean failover the new holder fences the old one, mounts the same ext4 and finds
+// what the old holder's executable wrote.
+func TestLUNStorageFailoverKeepsData(t *testing.T) {
+	requireStorageTools(t)
+	tg := tgtdtest.Start(t, tgtdtest.WithLUNSize(64<<20))
+	url := tg.URL(1)
+	runOut(t, "mkfs.ext4", "-q", "-F", tg.BackingFile(1))
+	mp := storageMountpoint(t)
+	f := newFarm(t)
+	f.apply(`roles:
+  - name: r1
+    preferred_nodes: [a]
+    fence:
+      method: scsi
+      devices: [["` + url + `"]]
+    storage:
+      device: "` + url + `"
+      fstype: ext4
+      mountpoint: ` + mp + `
+    exec:
+      command: [sh, -c, 'echo "$UNDERSTUDY_NODE $UNDERSTUDY_TOKEN" >> ` + mp + `/log && sync && exec sleep 3600']
+      dir: /
+`)
+	proxy := newCutProxy(t, f.etcd.Endpoints()[0][len("http://"):])
+	cfg := f.config("a")
+	cfg.Etcd.Endpoints = []string{proxy.URL()}
+	f.startWith(cfg)
+	f.waitView("a holds r1", all(holderIs("r1", "a"), stateIs("a", StateActive)))
+	f.start("b")
+	f.waitView("b standby", stateIs("b", StateStandby))
+
+	proxy.Cut() // a demotes (unmounts) before its lease can expire; b fences and mounts
+	f.waitView("b took r1 over", all(holderIs("r1", "b"), stateIs("b", StateActive)))
+	log, err := os.ReadFile(filepath.Join(mp, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "a ") || !strings.HasPrefix(lines[1], "b ") {
+		t.Fatalf("log on the LUN = %q, want a's line then b's", log)
+	}
+	evs, err := f.store.Events(context.Background(), "r1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := evs[len(evs)-1]
+	var steps []string
+	for _, s := range ev.Steps {
+		steps = append(steps, s.Name)
+	}
+	if ev.Kind != EventTakeover || ev.From != "a" || !strings.Contains(strings.Join(steps, ","), "fence,mark,storage,exec") {
+		t.Fatalf("takeover event = %s from %s steps %v", ev.Kind, ev.From, steps)
+	}
+	t.Logf("takeover steps: %+v", ev.Steps)
 }

@@ -3,6 +3,7 @@ package takeover
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,7 +47,10 @@ func (a *Agent) buildChain(r lease.RoleSpec) (*Chain, map[string]<-chan error, e
 	}
 	var res []Resource
 	failed := map[string]<-chan error{}
-	if r.Storage != nil {
+	switch {
+	case r.Storage != nil && strings.HasPrefix(r.Storage.Device, "iscsi://"):
+		res = append(res, newLUNStorage(a.san, *r.Storage, a.cfg.StateDir, r.Name, log))
+	case r.Storage != nil:
 		s, err := NewStorage(*r.Storage, log)
 		if err != nil {
 			return nil, nil, err
