@@ -73,6 +73,9 @@ func (l *loop) run(ctx context.Context) error {
 				}
 				break
 			}
+			if onlyEvents(l.st.Prefix(), wr.Events) {
+				continue // timeline entries change nothing an agent decides on
+			}
 			l.noteOrphans(wr.Events)
 			err = l.reconcileNow(ctx)
 		case f := <-l.a.roleEvent:
@@ -102,6 +105,18 @@ func checkInterval(ttl time.Duration) time.Duration {
 		iv = 20 * time.Millisecond
 	}
 	return iv
+}
+
+// onlyEvents reports whether a watch batch holds nothing but timeline entries, which
+// every agent appends and none reads; re-reading the cluster for them would make every
+// event cost a read by every node.
+func onlyEvents(prefix string, evs []*clientv3.Event) bool {
+	for _, ev := range evs {
+		if !strings.HasPrefix(string(ev.Kv.Key), prefix+"events/") {
+			return false
+		}
+	}
+	return true
 }
 
 // noteOrphans records when each claim vanished, so the takeover's "detect" step measures
