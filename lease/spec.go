@@ -95,6 +95,9 @@ type VIPSpec struct {
 	Address   string `yaml:"address" json:"address"` // prefix, v4 or v6: 10.0.0.10/24
 	Interface string `yaml:"interface" json:"interface"`
 	Label     string `yaml:"label" json:"label,omitempty"`
+	// TestAddress, optional, is a spare address qualification adds to and removes from the
+	// interface, proving the node can take an address there without touching the VIP.
+	TestAddress string `yaml:"test_address" json:"test_address,omitempty"`
 }
 
 // Health check types.

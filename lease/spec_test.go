@@ -137,6 +137,7 @@ func TestParseSpecRejects(t *testing.T) {
 		},
 		{name: "scsi without devices", text: replace(t, "      devices:\n        - [/dev/disk/by-id/wwn-0x5000, /dev/sdc]\n        - [\"iscsi://127.0.0.1:3260/iqn.2025-01.lab:web/1\"]\n", ""), fields: []string{"roles[0].fence.devices"}},
 		{name: "scsi device not a path", text: replace(t, "/dev/sdc]", "sdc]"), fields: []string{"roles[0].fence.devices[0][1]"}},
+		{name: "vip test address not a prefix", text: replace(t, "address: fd00::10/64", "address: fd00::10/64\n      test_address: nope"), fields: []string{"roles[1].vip.test_address"}},
 		{name: "keep-running without scsi on every role", text: replace(t, "roles:", "etcd_outage: keep-running\nroles:"), fields: []string{"etcd_outage"}},
 		{name: "unknown etcd_outage", text: replace(t, "roles:", "etcd_outage: ignore\nroles:"), fields: []string{"etcd_outage"}},
 		{name: "fence agent arg set by understudy", text: replace(t, "args: {ip: 127.0.0.1}", "args: {ip: 127.0.0.1, action: reboot}"), fields: []string{"roles[1].fence.agent.args.action"}},

@@ -255,6 +255,13 @@ func (v *validator) vip(p string, ip *VIPSpec) {
 	case len(ip.Interface) > 15 || strings.ContainsAny(ip.Interface, "/: \t\n\x00"):
 		v.add(p+".interface", "%q is not a network interface name", ip.Interface)
 	}
+	if ip.TestAddress != "" {
+		if _, err := netip.ParsePrefix(ip.TestAddress); err != nil {
+			v.add(p+".test_address", "%q is not an IP prefix", ip.TestAddress)
+		} else if ip.TestAddress == ip.Address {
+			v.add(p+".test_address", "%q is the VIP itself; want a spare address", ip.TestAddress)
+		}
+	}
 	if len(ip.Label) > 15 || strings.ContainsAny(ip.Label, "/ \t\n\x00") {
 		v.add(p+".label", "%q: want at most 15 characters without spaces or /", ip.Label)
 	}

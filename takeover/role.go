@@ -3,6 +3,7 @@ package takeover
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -65,6 +66,11 @@ func (a *Agent) buildChain(r lease.RoleSpec) (*Chain, map[string]<-chan error, e
 		v, err := NewVIP(*r.VIP, log)
 		if err != nil {
 			return nil, nil, err
+		}
+		if r.VIP.TestAddress != "" {
+			if v.TestAddress, err = netip.ParsePrefix(r.VIP.TestAddress); err != nil {
+				return nil, nil, fmt.Errorf("vip.test_address: %w", err)
+			}
 		}
 		res = append(res, v)
 	}
