@@ -3,14 +3,19 @@
 // real `understudy agent` child process per node, driven from outside exactly as an
 // operator would (SIGKILL to simulate a crash, the CLI for operator actions).
 //
-// This first version has no network namespaces and no SCSI: everything listens on
-// 127.0.0.1, and every role is a `understudy demo-service` on its own loopback port, so
-// a client (Probe) sees which node and which tenure (fencing token) serves it.
+// The Farm (demo, bench, FIG. 5/7 tests) runs on 127.0.0.1 with exec-only roles: every
+// role is a `understudy demo-service` on its own loopback port, so a client (Probe) sees
+// which node and which tenure (fencing token) serves it.
+//
+// The namespace network (netns_linux.go) runs the full takeover: a switch namespace with
+// a bridge (no route out), a core namespace with etcd and tgtd, one namespace per node
+// with its agent (own mount namespace via ip netns exec), and a client namespace; only
+// 192.0.2.0/24 is used. TestTakeoverInNamespaces and BenchmarkTakeoverSteps use it.
 //
 // Invariants:
 //
-//   - Only 127.0.0.1 is ever addressed: etcd, the agents' health endpoints and the demo
-//     services all listen on loopback ports chosen free at start.
+//   - Only 127.0.0.1 and the lab's own namespaces are ever addressed; the host's
+//     interfaces, routes and namespaces are never touched.
 //   - Every process the lab starts is a child of this process in its own process group
 //     with PDEATHSIG SIGKILL, so a crashed test or an interrupted demo leaves no agent
 //     behind; a role's executable is the agent's child with PDEATHSIG as well (the exec

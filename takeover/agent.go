@@ -219,6 +219,13 @@ func (a *Agent) cleanupLeftovers(ctx context.Context, st *lease.Store) {
 		}
 		cctx, cancel := context.WithTimeout(ctx, rollbackTimeout)
 		steps, err := chain.Stop(cctx)
+		for _, res := range chain.res {
+			if v, ok := res.(*VIP); ok { // Stop of a never-started VIP does nothing
+				if _, verr := v.Cleanup(cctx); verr != nil {
+					err = errors.Join(err, verr)
+				}
+			}
+		}
 		cancel()
 		if err != nil {
 			a.log.Warn("cleanup of a previous run's leftovers", zap.String("role", r.Name), zap.Any("steps", steps), zap.Error(err))

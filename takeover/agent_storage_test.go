@@ -53,10 +53,12 @@ func TestStorageFollowsTheRole(t *testing.T) {
       command: [sh, -c, 'echo "$UNDERSTUDY_NODE $UNDERSTUDY_TOKEN" >> ` + mp + `/log && sync && exec sleep 3600']
       dir: /
 `)
-	f.start("a")
-	f.waitView("a holds r1", all(holderIs("r1", "a"), stateIs("a", StateActive)))
+	// All agents of this test share one host and mountpoint: b joins first, because an
+	// agent's start-up cleanup unmounts its roles' mountpoints (crash leftovers).
 	f.start("b")
 	f.waitView("b standby", stateIs("b", StateStandby))
+	f.start("a")
+	f.waitView("a holds r1", all(holderIs("r1", "a"), stateIs("a", StateActive)))
 	if err := f.stop("a"); err != nil {
 		t.Fatal(err)
 	}

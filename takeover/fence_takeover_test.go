@@ -327,10 +327,12 @@ func TestLUNStorageFailoverKeepsData(t *testing.T) {
 	proxy := newCutProxy(t, f.etcd.Endpoints()[0][len("http://"):])
 	cfg := f.config("a")
 	cfg.Etcd.Endpoints = []string{proxy.URL()}
-	f.startWith(cfg)
-	f.waitView("a holds r1", all(holderIs("r1", "a"), stateIs("a", StateActive)))
+	// One host, one mountpoint: b joins first, because an agent's start-up cleanup
+	// unmounts its roles' mountpoints (crash leftovers).
 	f.start("b")
 	f.waitView("b standby", stateIs("b", StateStandby))
+	f.startWith(cfg)
+	f.waitView("a holds r1", all(holderIs("r1", "a"), stateIs("a", StateActive)))
 
 	proxy.Cut() // a demotes (unmounts) before its lease can expire; b fences and mounts
 	f.waitView("b took r1 over", all(holderIs("r1", "b"), stateIs("b", StateActive)))

@@ -181,7 +181,15 @@ func (l *LUNDevice) serve(dev *iscsi.Device, cfg lunConfig) error {
 			Logger:               stdlog,
 		},
 	}
+	// go-fuse's direct mount opens /dev/fuse without close-on-exec, so every child the
+	// agent starts (fsck, the role's executable) would inherit it and keep the FUSE
+	// connection alive after the agent died: the kernel then waits forever on requests
+	// nobody serves (a killed agent stuck in D state, sync and blkid hanging). Set it,
+	// holding ForkLock so no fork can happen between the open and the flag.
+	syscall.ForkLock.RLock()
 	srv, err := fuse.NewServer(fs.NewNodeFS(&lunRoot{file: file}, opts), l.dir, &opts.MountOptions)
+	closeOnExecDevFuse()
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		cancel()
 		// go-fuse leaves the mount behind when the INIT handshake fails.
@@ -367,6 +375,34 @@ func clearLoop(n int, ours func(n int, info *unix.LoopInfo64) bool) error {
 	return nil
 }
 
+// loopFileName is the lo_file_name AttachLUN stored in the loop device (at most 63 bytes).
+func loopFileName(n int) string {
+	f, err := openLoop(n)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
+	if err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(info.File_name[:])
+}
+
+// closeOnExecDevFuse sets close-on-exec on every /dev/fuse descriptor of this process.
+func closeOnExecDevFuse() {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range fds {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == "/dev/fuse" {
+			syscall.CloseOnExec(fd)
+		}
+	}
+}
+
 func loopBacking(n int) (string, bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/sys/block/loop%d/loop/backing_file", n))
 	if err != nil {
@@ -459,13 +495,16 @@ func CleanupLUNDevices(ctx context.Context, dir string, log *zap.Logger) error {
 	for _, p := range loops {
 		n, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(filepath.Dir(filepath.Dir(p))), "loop"))
 		backing, bound := loopBacking(n)
-		if err != nil || !bound || !under(backing, dir) {
+		// The backing path is as the attaching process saw it: an agent that ran in its
+		// own mount namespace (ip netns exec, a container) shows "/lun" there once that
+		// namespace is gone; the name we stored at attach time still tells.
+		if err != nil || !bound || !(under(backing, dir) || under(loopFileName(n), dir)) {
 			continue
 		}
 		log.Warn("detaching leftover loop device", zap.Int("loop", n), zap.String("backing_file", backing))
-		err = clearLoop(n, func(n int, _ *unix.LoopInfo64) bool {
+		err = clearLoop(n, func(n int, info *unix.LoopInfo64) bool {
 			now, bound := loopBacking(n) // read again while clearLoop holds the device
-			return bound && now == backing
+			return bound && now == backing && (under(now, dir) || under(unix.ByteSliceToString(info.File_name[:]), dir))
 		})
 		if err == nil {
 			err = waitLoopFree(ctx, n, backing)

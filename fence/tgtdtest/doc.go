@@ -1,6 +1,7 @@
 // Package tgtdtest starts a private tgtd (the Linux SCSI target daemon from
 // the Debian package `tgt`) for tests: one iSCSI target with N LUNs backed by
-// sparse temporary files, listening on 127.0.0.1 only.
+// sparse temporary files, listening on 127.0.0.1 (or, with WithNetns and WithPortal, on an
+// address inside a test network namespace).
 //
 // Each Target gets its own management channel (tgtd -C N, which tgtd maps to
 // the unix socket /var/run/tgtd/socket.N) and its own TCP portal, so several

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -49,6 +50,8 @@ type options struct {
 	secret  string
 	portals int
 	params  [][2]string
+	netns   string // run tgtd in this network namespace (ip netns exec)
+	portal  string // the first portal's address instead of a free 127.0.0.1 port
 }
 
 // WithLUNs sets the number of LUNs (1..n, default 1). LUN 0 is tgtd's controller.
@@ -76,6 +79,16 @@ func WithTargetParam(name, value string) Option {
 	return func(o *options) { o.params = append(o.params, [2]string{name, value}) }
 }
 
+// WithNetns runs tgtd inside the named network namespace (`ip netns exec NAME
+// tgtd ...`), for labs whose initiators live in other namespaces. The management
+// socket is a file under /var/run/tgtd, so Tgtadm still works from the caller's
+// namespace. It needs WithPortal: 127.0.0.1 in that namespace is not the caller's.
+func WithNetns(name string) Option { return func(o *options) { o.netns = name } }
+
+// WithPortal makes the first (and with WithNetns only) portal listen on addr
+// ("192.0.2.1:3260") instead of a free 127.0.0.1 port.
+func WithPortal(addr string) Option { return func(o *options) { o.portal = addr } }
+
 // Target is a running private tgtd serving one iSCSI target.
 type Target struct {
 	t       testing.TB
@@ -92,6 +105,7 @@ type Target struct {
 	// that won the race for the same control port).
 	ready bool
 	stop  sync.Once
+	netns string // see WithNetns
 }
 
 // Start launches tgtd, creates the target and its LUNs, and registers cleanup.
@@ -106,6 +120,9 @@ func Start(t testing.TB, opts ...Option) *Target {
 	if o.luns < 1 || o.portals < 1 || o.size < 4096 {
 		t.Fatalf("tgtdtest: bad options: luns=%d (>=1), portals=%d (>=1), size=%d (>=4096)",
 			o.luns, o.portals, o.size)
+	}
+	if o.netns != "" && (o.portal == "" || o.portals != 1) {
+		t.Fatalf("tgtdtest: bad options: WithNetns(%q) needs WithPortal and one portal (portals=%d)", o.netns, o.portals)
 	}
 	n := seq.Add(1)
 	if o.iqn == "" {
@@ -122,7 +139,7 @@ func Start(t testing.TB, opts ...Option) *Target {
 	tg.logPath = filepath.Join(tg.dir, "tgtd.log")
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		if lastErr = tg.launch(o.portals); lastErr == nil {
+		if lastErr = tg.launch(o); lastErr == nil {
 			break
 		}
 	}
@@ -158,13 +175,16 @@ func skipOrFail(t testing.TB, msg string) {
 
 // launch picks a free control port and TCP port(s) and starts tgtd, waiting
 // until it is ready. On failure everything it started is stopped.
-func (tg *Target) launch(portals int) error {
+func (tg *Target) launch(o options) error {
 	ctl, err := freeControlPort()
 	if err != nil {
 		return err
 	}
-	addrs := make([]string, 0, portals)
-	for range portals {
+	addrs := make([]string, 0, o.portals)
+	if o.portal != "" {
+		addrs = append(addrs, o.portal)
+	}
+	for len(addrs) < o.portals {
 		a, err := freeTCPAddr()
 		if err != nil {
 			return err
@@ -176,13 +196,18 @@ func (tg *Target) launch(portals int) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(TgtdPath, "-f", "-C", strconv.Itoa(ctl), "--iscsi", "portal="+addrs[0])
+	argv := []string{TgtdPath, "-f", "-C", strconv.Itoa(ctl), "--iscsi", "portal=" + addrs[0]}
+	if o.netns != "" {
+		// ip execs tgtd in place: the child is tgtd itself, with our PDEATHSIG.
+		argv = append([]string{"ip", "netns", "exec", o.netns}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("exec %s: %w", TgtdPath, err)
 	}
-	tg.ctl, tg.addrs, tg.cmd, tg.done = ctl, addrs, cmd, make(chan struct{})
+	tg.ctl, tg.addrs, tg.cmd, tg.done, tg.netns = ctl, addrs, cmd, make(chan struct{}), o.netns
 	go func() { _ = cmd.Wait(); close(tg.done) }()
 	tg.ready = false
 	if err := tg.waitReady(); err != nil {
@@ -208,7 +233,17 @@ func (tg *Target) waitReady() error {
 	for {
 		_, ctlErr := tg.Tgtadm("--op", "show", "--mode", "system")
 		var dialErr error
-		if ctlErr == nil {
+		if ctlErr == nil && tg.netns != "" {
+			// The portal is in another namespace: tgtd creates its portals before it
+			// serves its control channel, so ask it for the portal list instead.
+			if dialErr = tg.hasPortal(tg.addrs[0]); dialErr == nil {
+				select {
+				case <-tg.done: // someone else's tgtd answered
+				default:
+					return nil
+				}
+			}
+		} else if ctlErr == nil {
 			var c net.Conn
 			if c, dialErr = net.DialTimeout("tcp", tg.addrs[0], time.Second); dialErr == nil {
 				c.Close()
@@ -229,6 +264,18 @@ func (tg *Target) waitReady() error {
 				startTimeout, ctlErr, tg.addrs[0], dialErr)
 		}
 	}
+}
+
+// hasPortal reports (as nil) whether tgtd lists addr among its iSCSI portals.
+func (tg *Target) hasPortal(addr string) error {
+	out, err := tg.Tgtadm("--lld", "iscsi", "--op", "show", "--mode", "portal")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(out, "Portal: "+addr+",") {
+		return fmt.Errorf("portal %s not listed: %s", addr, strings.TrimSpace(out))
+	}
+	return nil
 }
 
 func (tg *Target) configure(o options) error {
@@ -280,7 +327,7 @@ func (tg *Target) Tgtadm(args ...string) (string, error) {
 	return out.String(), nil
 }
 
-// Addr is the first portal, "127.0.0.1:port".
+// Addr is the first portal, "127.0.0.1:port" (or WithPortal's address).
 func (tg *Target) Addr() string { return tg.addrs[0] }
 
 // Addrs are all portals (see WithPortals).
