@@ -91,8 +91,13 @@ func startEtcdOnce(ctx context.Context, dir string, log *zap.Logger) (*Etcd, err
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrEtcd, err)
 	}
-	client := loopbackURL(ports[0])
-	peer := loopbackURL(ports[1])
+	return startMember(ctx, dir, loopbackURL(ports[0]), loopbackURL(ports[1]), log)
+}
+
+// startMember starts a single-member etcd serving clients on client and peers on peer,
+// with the lab's timings (tick 100 ms, election 500 ms: etcd then grants a 1 s TTL), and
+// waits until it is ready.
+func startMember(ctx context.Context, dir string, client, peer url.URL, log *zap.Logger) (*Etcd, error) {
 	cfg := embed.NewConfig()
 	cfg.Name = "lab"
 	cfg.Dir = dir

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
 
@@ -40,30 +39,5 @@ func StartEtcdAt(ctx context.Context, dir, host string, log *zap.Logger) (*Etcd,
 	}
 	client := url.URL{Scheme: "http", Host: net.JoinHostPort(host, fmt.Sprint(NetnsEtcdClientPort))}
 	peer := url.URL{Scheme: "http", Host: net.JoinHostPort(host, fmt.Sprint(netnsEtcdPeerPort))}
-	cfg := embed.NewConfig()
-	cfg.Name = "lab"
-	cfg.Dir = dir
-	cfg.TickMs, cfg.ElectionMs = etcdTickMs, etcdElectionMs
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.UnsafeNoFsync = true // thrown away with its directory, as in StartEtcd
-	cfg.LogLevel = "error"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(log))
-	srv, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: start on %s: %w", ErrEtcd, client.Host, err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, etcdStartTimeout)
-	defer cancel()
-	select {
-	case <-srv.Server.ReadyNotify():
-		return &Etcd{srv: srv, endpoint: client.String()}, nil
-	case err := <-srv.Err():
-		srv.Close()
-		return nil, fmt.Errorf("%w: serve on %s: %w", ErrEtcd, client.Host, err)
-	case <-wctx.Done():
-		srv.Close()
-		return nil, fmt.Errorf("%w: wait until ready on %s: %w", ErrEtcd, client.Host, wctx.Err())
-	}
+	return startMember(ctx, dir, client, peer, log)
 }
