@@ -337,6 +337,17 @@ initiator may write.`,
 			if err := d.Unregister(ctx, key); err != nil {
 				return err
 			}
+			// Unregister counts RESERVATION CONFLICT as "not registered with that key",
+			// which is also what a session that never registered gets: check the result.
+			regs, err := d.Keys(ctx)
+			if err != nil {
+				return fmt.Errorf("verify: %w", err)
+			}
+			if regs.Has(key) {
+				return fmt.Errorf("%s is still registered: this command's I_T nexus is not the one that registered it "+
+					"(iSCSI targets tie registrations to the session); to remove another nexus's key use preempt --register",
+					describeKey(key, fenceCluster(cmd)))
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "unregistered %s\n", describeKey(key, fenceCluster(cmd)))
 			return nil
 		}),

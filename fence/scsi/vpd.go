@@ -180,9 +180,13 @@ func identityRank(d Designator) int {
 		return 60 + len(d.Value)
 	case DesigUUID:
 		return 50
-	case DesigSCSIName:
-		return 40
-	case DesigT10Vendor:
+	case DesigSCSIName, DesigT10Vendor:
+		if textValue(d) == "" {
+			return 0 // only NULs or padding: names nothing
+		}
+		if d.Type == DesigSCSIName {
+			return 40
+		}
 		return 30
 	}
 	return 0
