@@ -303,6 +303,9 @@ func TestCutOffActiveStopsBeforeLeaseExpiry(t *testing.T) {
 		t.Fatalf("executable died %s after the earliest lease expiry", died.Sub(deadline))
 	}
 	t.Logf("executable stopped %s before the earliest possible lease expiry", deadline.Sub(died))
+	if roles := a.Local().Roles; len(roles) != 0 {
+		t.Fatalf("health endpoint still reports roles %v after the demotion", roles)
+	}
 	f.etcd.Restart(t)
 	f.waitView("a rejoins and holds r1 again", holderIs("r1", "a"))
 }

@@ -181,6 +181,7 @@ func (a *Agent) acquire(ctx context.Context, st *lease.Store, sess *lease.Sessio
 		return
 	}
 	a.held[r.Name] = h
+	a.syncLocalRoles()
 	delete(a.orphaned, r.Name)
 	delete(a.failures, r.Name)
 	a.failStreak = 0

@@ -297,13 +297,19 @@ func (l *loop) publish(ctx context.Context, v *lease.View) {
 			a.lastRec = key
 		}
 	}
-	tokens := map[string]int64{}
+	a.syncLocalRoles()
+	a.setLocal(func(ls *LocalStatus) { ls.State, ls.Ready = state, state != StateProbation })
+}
+
+// syncLocalRoles publishes the held roles to the health endpoint at once, so a load
+// balancer stops sending traffic to a role the moment it is stopped here (not at the
+// next publish, which a demotion may never reach).
+func (a *Agent) syncLocalRoles() {
+	tokens := make(map[string]int64, len(a.held))
 	for r, h := range a.held {
 		tokens[r] = h.claim.Token
 	}
-	a.setLocal(func(ls *LocalStatus) {
-		ls.State, ls.Roles, ls.Ready = state, tokens, state != StateProbation
-	})
+	a.setLocal(func(ls *LocalStatus) { ls.Roles = tokens })
 }
 
 func (a *Agent) heldNames() []string {

@@ -223,6 +223,7 @@ func (a *Agent) stopRoleQuiet(ctx context.Context, st *lease.Store, role, kind, 
 		return nil
 	}
 	delete(a.held, role)
+	a.syncLocalRoles() // before the stop: the service is going away now
 	h.stop()
 	h.wg.Wait()
 	t := time.Now()
