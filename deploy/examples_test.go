@@ -4,6 +4,7 @@ package deploy
 
 import (
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -38,5 +39,20 @@ func TestExampleAgentConfigIsValid(t *testing.T) {
 	}
 	if cfg.Node != "node-a" || cfg.Cluster != "prod" {
 		t.Fatalf("unexpected config %+v", cfg.Redacted())
+	}
+}
+
+// The unit must stay a notify service with a watchdog, running the agent with the
+// example config's path: the agent's sd_notify support depends on both.
+func TestSystemdUnit(t *testing.T) {
+	b, err := os.ReadFile("systemd/understudy.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := string(b)
+	for _, want := range []string{"Type=notify", "WatchdogSec=", "ExecStart=/usr/local/bin/understudy agent --config /etc/understudy/agent.yaml", "Restart=on-failure"} {
+		if !strings.Contains(unit, want) {
+			t.Errorf("deploy/systemd/understudy.service lacks %q", want)
+		}
 	}
 }

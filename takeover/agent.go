@@ -174,6 +174,7 @@ func (a *Agent) waitRetry(ctx context.Context, st *lease.Store, b *backoff) bool
 	t := time.NewTimer(b.next())
 	defer t.Stop()
 	for {
+		a.touchLoop() // alive, only without etcd: a supervisor's watchdog must not kill us
 		select {
 		case <-ctx.Done():
 			return false
@@ -195,6 +196,7 @@ func (a *Agent) allocateID(ctx context.Context, st *lease.Store) error {
 			a.setLocal(func(l *LocalStatus) { l.NodeID = id })
 			return nil
 		}
+		a.touchLoop()
 		a.log.Warn("allocate node id", zap.Error(err))
 		if !wait.sleep(ctx) {
 			return fmt.Errorf("takeover: allocate node id: %w", ctx.Err())

@@ -73,6 +73,14 @@ func runAgent(ctx context.Context, cfg takeover.Config, log *zap.Logger) error {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// Type=notify under systemd: READY once joined, STATUS, WATCHDOG from the loop.
+		if err := health.NewNotifier(ag, log.Named("systemd")).Run(ctx); err != nil {
+			log.Warn("systemd notify", zap.Error(err))
+		}
+	}()
 	err = ag.Run(ctx)
 	cancel()
 	wg.Wait()
