@@ -392,6 +392,9 @@ session) add --register.`,
 				return err
 			}
 			return o.keyed("preempt", func(ctx context.Context, cmd *cobra.Command, d *fence.Device, self fence.Key) error {
+				if self == v { // refuse before --register changes anything
+					return usageErrorf("the victim %s is this command's own key: a node cannot fence itself", v)
+				}
 				if err := o.registerFirst(ctx, d, self); err != nil {
 					return err
 				}
