@@ -149,6 +149,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Warn("close storage paths", zap.Error(err))
 		}
 	}()
+	// Roles kept running through an etcd outage (keep-running) may still be held when Run
+	// returns between sessions; stop them before the SAN paths close under them.
+	defer a.stopAll(ctx, st, "agent stopping")
 	a.cleanupLeftovers(ctx, st)
 	// Short: a node keeping roles through an etcd outage must carry its claims over
 	// before their old lease expires once etcd is back.
