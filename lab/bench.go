@@ -139,34 +139,44 @@ func benchFarm(ctx context.Context, opts BenchOptions) (*Farm, error) {
 // BenchFailover crashes the holder of role-a Trials times on the seed's start of day
 // (a, b, c active, d standby), restarting the crashed node as the standby after each
 // trial, and measures kill-to-running and detect-to-running.
-func BenchFailover(ctx context.Context, opts BenchOptions) (_ *FailoverReport, err error) {
+func BenchFailover(ctx context.Context, opts BenchOptions) (*FailoverReport, error) {
+	var rep *FailoverReport
+	err := withBenchFarm(ctx, &opts, func(f *Farm) error {
+		rep = &FailoverReport{TTL: f.TTL()}
+		var kill, detect []time.Duration
+		for i := 1; i <= opts.Trials; i++ {
+			tr, err := failoverTrial(ctx, f, opts.StepTimeout)
+			if err != nil {
+				return fmt.Errorf("lab: failover trial %d: %w", i, err)
+			}
+			tr.Trial = i
+			rep.Trials = append(rep.Trials, tr)
+			kill, detect = append(kill, tr.KillToRunning), append(detect, tr.DetectToRunning)
+			_, _ = fmt.Fprintf(opts.Progress, "trial %2d: %s %s -> %s  kill-to-running %s  detect-to-running %s  (%s)\n",
+				i, tr.Role, tr.From, tr.To, shortDur(tr.KillToRunning), shortDur(tr.DetectToRunning), stepsText(tr.Steps))
+		}
+		rep.KillToRunning, rep.DetectToRunning = Summarise(kill), Summarise(detect)
+		return nil
+	})
+	return rep, err
+}
+
+// withBenchFarm runs bench on a farm at the seed's start of day and closes the farm
+// afterwards; a close error is returned when bench itself succeeded.
+func withBenchFarm(ctx context.Context, opts *BenchOptions, bench func(f *Farm) error) (err error) {
 	if err := opts.defaults(); err != nil {
-		return nil, err
+		return err
 	}
-	f, err := benchFarm(ctx, opts)
+	f, err := benchFarm(ctx, *opts)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer func() {
 		if cerr := f.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
-	rep := &FailoverReport{TTL: f.TTL()}
-	var kill, detect []time.Duration
-	for i := 1; i <= opts.Trials; i++ {
-		tr, err := failoverTrial(ctx, f, opts.StepTimeout)
-		if err != nil {
-			return rep, fmt.Errorf("lab: failover trial %d: %w", i, err)
-		}
-		tr.Trial = i
-		rep.Trials = append(rep.Trials, tr)
-		kill, detect = append(kill, tr.KillToRunning), append(detect, tr.DetectToRunning)
-		_, _ = fmt.Fprintf(opts.Progress, "trial %2d: %s %s -> %s  kill-to-running %s  detect-to-running %s  (%s)\n",
-			i, tr.Role, tr.From, tr.To, shortDur(tr.KillToRunning), shortDur(tr.DetectToRunning), stepsText(tr.Steps))
-	}
-	rep.KillToRunning, rep.DetectToRunning = Summarise(kill), Summarise(detect)
-	return rep, nil
+	return bench(f)
 }
 
 func failoverTrial(ctx context.Context, f *Farm, timeout time.Duration) (FailoverTrial, error) {
@@ -213,34 +223,26 @@ func failoverTrial(ctx context.Context, f *Farm, timeout time.Duration) (Failove
 
 // BenchMove moves role-a Trials times with `understudy role move` between its holder and
 // the standby, on the seed's start of day, and measures command-to-running.
-func BenchMove(ctx context.Context, opts BenchOptions) (_ *MoveReport, err error) {
-	if err := opts.defaults(); err != nil {
-		return nil, err
-	}
-	f, err := benchFarm(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if cerr := f.Close(); cerr != nil && err == nil {
-			err = cerr
+func BenchMove(ctx context.Context, opts BenchOptions) (*MoveReport, error) {
+	var rep *MoveReport
+	err := withBenchFarm(ctx, &opts, func(f *Farm) error {
+		rep = &MoveReport{TTL: f.TTL()}
+		var ds []time.Duration
+		for i := 1; i <= opts.Trials; i++ {
+			tr, err := moveTrial(ctx, f, opts.StepTimeout)
+			if err != nil {
+				return fmt.Errorf("lab: move trial %d: %w", i, err)
+			}
+			tr.Trial = i
+			rep.Trials = append(rep.Trials, tr)
+			ds = append(ds, tr.CommandToRunning)
+			_, _ = fmt.Fprintf(opts.Progress, "trial %2d: %s %s -> %s  command-to-running %s\n",
+				i, tr.Role, tr.From, tr.To, shortDur(tr.CommandToRunning))
 		}
-	}()
-	rep := &MoveReport{TTL: f.TTL()}
-	var ds []time.Duration
-	for i := 1; i <= opts.Trials; i++ {
-		tr, err := moveTrial(ctx, f, opts.StepTimeout)
-		if err != nil {
-			return rep, fmt.Errorf("lab: move trial %d: %w", i, err)
-		}
-		tr.Trial = i
-		rep.Trials = append(rep.Trials, tr)
-		ds = append(ds, tr.CommandToRunning)
-		_, _ = fmt.Fprintf(opts.Progress, "trial %2d: %s %s -> %s  command-to-running %s\n",
-			i, tr.Role, tr.From, tr.To, shortDur(tr.CommandToRunning))
-	}
-	rep.CommandToRunning = Summarise(ds)
-	return rep, nil
+		rep.CommandToRunning = Summarise(ds)
+		return nil
+	})
+	return rep, err
 }
 
 func moveTrial(ctx context.Context, f *Farm, timeout time.Duration) (MoveTrial, error) {
