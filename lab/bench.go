@@ -153,7 +153,7 @@ func BenchFailover(ctx context.Context, opts BenchOptions) (*FailoverReport, err
 			rep.Trials = append(rep.Trials, tr)
 			kill, detect = append(kill, tr.KillToRunning), append(detect, tr.DetectToRunning)
 			_, _ = fmt.Fprintf(opts.Progress, "trial %2d: %s %s -> %s  kill-to-running %s  detect-to-running %s  (%s)\n",
-				i, tr.Role, tr.From, tr.To, shortDur(tr.KillToRunning), shortDur(tr.DetectToRunning), stepsText(tr.Steps))
+				i, tr.Role, tr.From, tr.To, shortDur(tr.KillToRunning), shortDur(tr.DetectToRunning), lease.FormatSteps(tr.Steps))
 		}
 		rep.KillToRunning, rep.DetectToRunning = Summarise(kill), Summarise(detect)
 		return nil

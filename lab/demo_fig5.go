@@ -141,7 +141,7 @@ func (d *demo) crash(ctx context.Context, node, role string, successors []string
 		return err
 	}
 	d.n.note("takeover by %s: %s, %s from detecting the expired claim to running", ev.Node,
-		stepsText(ev.Steps), shortDur(ev.Total))
+		lease.FormatSteps(ev.Steps), shortDur(ev.Total))
 	_, err = d.wait(ctx, fmt.Sprintf("%s down, %s holding %s", node, rep.Node, role), func(cs takeover.ClusterStatus) bool {
 		return StateOf(cs, node) == takeover.StateDown && Holds(cs, rep.Node, role)
 	})

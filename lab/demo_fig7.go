@@ -149,7 +149,7 @@ func (d *demo) drainAndRemove(ctx context.Context, node, role string) error {
 	}
 	how := "cleanly"
 	if stepFailed(rel.Steps) {
-		how = "with errors (" + stepsText(rel.Steps) + ")"
+		how = "with errors (" + lease.FormatSteps(rel.Steps) + ")"
 	}
 	d.n.done("%s released %s %s in %s; %s took it over (token %d -> %d); %s is cordoned and idle",
 		node, role, how, shortDur(rel.Total), to, before.Token, rep.Token, node)

@@ -85,7 +85,7 @@ func (n *narrator) timeline(evs []lease.Event) {
 			total = shortDur(ev.Total)
 		}
 		rows = append(rows, []string{ev.Time.Local().Format("15:04:05.000"), dash(ev.Role), ev.Kind,
-			dash(ev.Node), dash(ev.From), tokenText(ev.Token), stepsText(ev.Steps), total})
+			dash(ev.Node), dash(ev.From), tokenText(ev.Token), lease.FormatSteps(ev.Steps), total})
 		p := ""
 		switch ev.Kind {
 		case takeover.EventTakeover:
@@ -98,21 +98,6 @@ func (n *narrator) timeline(evs []lease.Event) {
 	n.printf("\n")
 	writeTable(n.w, []string{"TIME", "ROLE", "KIND", "NODE", "FROM", "TOKEN", "STEPS", "TOTAL"}, rows, 2, paints, n.colour)
 	n.printf("\n")
-}
-
-func stepsText(steps []lease.Step) string {
-	if len(steps) == 0 {
-		return "-"
-	}
-	parts := make([]string, 0, len(steps))
-	for _, s := range steps {
-		p := s.Name + "=" + shortDur(s.Duration)
-		if s.Err != "" {
-			p += "!"
-		}
-		parts = append(parts, p)
-	}
-	return strings.Join(parts, " ")
 }
 
 // shortDur prints durations compactly: "850µs", "12ms", "1.23s".

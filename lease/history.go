@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -41,6 +42,42 @@ type Event struct {
 	Steps  []Step        `json:"steps,omitempty"`
 	Total  time.Duration `json:"total_ns,omitempty"`
 	Detail string        `json:"detail,omitempty"`
+}
+
+// String renders the step for a timeline: "fence=4.1ms"; a failed step ends in "!".
+func (s Step) String() string {
+	out := s.Name + "=" + compactDuration(s.Duration)
+	if s.Err != "" {
+		out += "!"
+	}
+	return out
+}
+
+// FormatSteps renders steps space-separated ("detect=3ms fence=81µs exec=104ms"), "-"
+// for none: the one timeline format of the CLI and the demo.
+func FormatSteps(steps []Step) string {
+	if len(steps) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(steps))
+	for i, st := range steps {
+		parts[i] = st.String()
+	}
+	return strings.Join(parts, " ")
+}
+
+// compactDuration: "850µs", "12ms", "1.23s".
+func compactDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	default:
+		return d.Round(10 * time.Millisecond).String()
+	}
 }
 
 // AppendEvent stores ev (a zero Time is set to now; Node may be empty for events not

@@ -134,3 +134,24 @@ func TestCommandsSendListDone(t *testing.T) {
 		})
 	}
 }
+
+func TestFormatSteps(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		steps []Step
+		want  string
+	}{
+		{"none", nil, "-"},
+		{"sub-millisecond rounds to µs", []Step{{Name: "fence", Duration: 81234 * time.Nanosecond}}, "fence=81µs"},
+		{"milliseconds", []Step{{Name: "detect", Duration: 3 * time.Millisecond}, {Name: "exec", Duration: 104400 * time.Microsecond}}, "detect=3ms exec=104ms"},
+		{"seconds keep two decimals", []Step{{Name: "storage", Duration: 1234 * time.Millisecond}}, "storage=1.23s"},
+		{"failed step marked", []Step{{Name: "fence", Duration: 3 * time.Second, Err: "conflict"}}, "fence=3s!"},
+		{"zero", []Step{{Name: "mark"}}, "mark=0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := FormatSteps(tc.steps); got != tc.want {
+				t.Fatalf("FormatSteps = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -73,26 +73,10 @@ func renderHistory(w io.Writer, evs []lease.Event) error {
 			total = shortDuration(ev.Total)
 		}
 		row(tw, ev.Time.Local().Format("2006-01-02 15:04:05.000"), dash(ev.Role), ev.Kind,
-			dash(ev.Node), dash(ev.From), tokenCell(ev.Token), stepsCell(ev.Steps), total,
+			dash(ev.Node), dash(ev.From), tokenCell(ev.Token), lease.FormatSteps(ev.Steps), total,
 			detailCell(ev))
 	}
 	return tw.Flush()
-}
-
-// stepsCell shows "fence=120ms storage=1.2s exec=30ms"; a failed step is marked "!".
-func stepsCell(steps []lease.Step) string {
-	if len(steps) == 0 {
-		return "-"
-	}
-	parts := make([]string, 0, len(steps))
-	for _, s := range steps {
-		p := s.Name + "=" + shortDuration(s.Duration)
-		if s.Err != "" {
-			p += "!"
-		}
-		parts = append(parts, p)
-	}
-	return strings.Join(parts, " ")
 }
 
 // detailCell joins the event's detail and the errors of failed steps, on one line so the
