@@ -233,7 +233,9 @@ func TestGracefulStopHandsRoleToStandbyWithoutFencing(t *testing.T) {
 	if pidAlive(pid) {
 		t.Fatalf("a's executable (pid %d) still runs after a stopped", pid)
 	}
-	v = f.waitView("b takes r1", holderIs("r1", "b"))
+	// The claim appears one transaction before the last-holder record (MarkHolder).
+	v = f.waitView("b takes r1 and is recorded as holder", all(holderIs("r1", "b"),
+		func(v *lease.View) bool { return v.Last["r1"].Node == "b" }))
 	if v.Claims["r1"].Token <= tok {
 		t.Fatalf("token did not grow: %d -> %d", tok, v.Claims["r1"].Token)
 	}
