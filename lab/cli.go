@@ -16,11 +16,15 @@ import (
 // CLI runs `understudy ARGS... --etcd-endpoints=... --cluster=...` against the farm and
 // returns its standard output. A non-zero exit wraps ErrCLI with the command line, the
 // exit status and the standard error. The connection flags go last because cobra takes
-// persistent flags after the subcommand.
+// persistent flags after the subcommand. In Netns mode the command runs in the etcd
+// namespace, as an operator on the etcd host would run it.
 func (f *Farm) CLI(ctx context.Context, args ...string) (string, error) {
-	full := append(append([]string(nil), args...),
-		"--etcd-endpoints="+strings.Join(f.etcd.Endpoints(), ","), "--cluster="+f.opts.Cluster)
-	cmd := exec.CommandContext(ctx, f.opts.Binary, full...)
+	full := append([]string{f.opts.Binary}, args...)
+	full = append(full, "--etcd-endpoints="+strings.Join(f.endpoints, ","), "--cluster="+f.opts.Cluster)
+	if f.net != nil {
+		full = append([]string{"ip", "netns", "exec", f.net.Etcd().NS}, full...)
+	}
+	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
 	cmd.Env = cliEnv()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

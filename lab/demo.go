@@ -35,13 +35,20 @@ type DemoOptions struct {
 	StepTimeout time.Duration
 	// Log receives the lab's own diagnostics; nil discards them.
 	Log *zap.Logger
+	// Loopback runs the story on 127.0.0.1 without root: executables only, no
+	// namespaces, storage, fencing or floating IPs.
+	Loopback bool
 }
+
+// demoWriteEvery is the demo client's write rate on role-a.
+const demoWriteEvery = 20 * time.Millisecond
 
 // demo is one run of the story.
 type demo struct {
-	f    *Farm
-	n    *narrator
-	opts DemoOptions
+	f      *Farm
+	n      *narrator
+	opts   DemoOptions
+	writer *Writer // Netns mode: the client writing to role-a from start of day on
 }
 
 // RunDemo tells the seed's story on a lab cluster of real agent processes, printing each
@@ -57,9 +64,14 @@ func RunDemo(ctx context.Context, w io.Writer, opts DemoOptions) (err error) {
 		opts.StepTimeout = DefaultStepTimeout
 	}
 	n := newNarrator(w, !opts.NoColour && IsTerminal(w))
-	n.section("understudy demo: N+M failover on 127.0.0.1")
-	n.begin("Start the lab: an embedded etcd (lease TTL %s)", orTTL(opts.TTL))
-	f, err := NewFarm(ctx, Options{Binary: opts.Binary, Dir: opts.Dir, TTL: opts.TTL, Log: opts.Log})
+	if opts.Loopback {
+		n.section("understudy demo: N+M failover on 127.0.0.1")
+		n.begin("Start the lab: an embedded etcd (lease TTL %s)", orTTL(opts.TTL))
+	} else {
+		n.section("understudy demo: N+M failover in a lab of network namespaces")
+		n.begin("Start the lab: networks client 192.0.2.0/24, control 198.51.100.0/25, SAN 198.51.100.128/25; etcd; tgtd (lease TTL %s)", orTTL(opts.TTL))
+	}
+	f, err := NewFarm(ctx, Options{Binary: opts.Binary, Dir: opts.Dir, TTL: opts.TTL, Log: opts.Log, Netns: !opts.Loopback})
 	if err != nil {
 		return err
 	}
@@ -69,14 +81,22 @@ func RunDemo(ctx context.Context, w io.Writer, opts DemoOptions) (err error) {
 			err = errors.Join(err, cerr)
 			return
 		}
-		n.done("every agent and service stopped")
+		n.done("every agent, service, namespace and loop device removed")
 	}()
-	n.done("etcd on %s, files in %s", strings.Join(f.Endpoints(), ","), f.Dir())
+	if f.Net() != nil {
+		n.done("namespaces %s-*, etcd on %s, iSCSI target on %s:3260, files in %s",
+			f.Net().Prefix(), strings.Join(f.Endpoints(), ","), NetnsSANAddr, f.Dir())
+	} else {
+		n.done("etcd on %s, files in %s", strings.Join(f.Endpoints(), ","), f.Dir())
+	}
 	d := &demo{f: f, n: n, opts: opts}
 	if err := d.fig5(ctx); err != nil {
 		return d.failed(ctx, err)
 	}
 	if err := d.fig7(ctx); err != nil {
+		return d.failed(ctx, err)
+	}
+	if err := d.checkWrites(ctx); err != nil {
 		return d.failed(ctx, err)
 	}
 	if evs, err := f.History(ctx, "", 60); err == nil {
@@ -110,9 +130,16 @@ func (d *demo) failed(ctx context.Context, err error) error {
 // keep leaves the farm running until ctx ends and tells the operator how to reach it.
 func (d *demo) keep(ctx context.Context) {
 	flags := fmt.Sprintf("--etcd-endpoints=%s --cluster=%s", strings.Join(d.f.Endpoints(), ","), d.f.Cluster())
-	d.n.printf("\nThe lab keeps running. In another terminal, for example:\n")
-	d.n.printf("  %s status %s\n", d.opts.Binary, flags)
-	d.n.printf("  %s history %s\n", d.opts.Binary, flags)
+	cmd := d.opts.Binary
+	if d.f.Net() != nil {
+		cmd = fmt.Sprintf("ip netns exec %s %s", d.f.Net().Etcd().NS, d.opts.Binary)
+		d.n.printf("\nThe lab keeps running. In another terminal, for example:\n")
+		d.n.printf("  %s lab status\n", d.opts.Binary)
+	} else {
+		d.n.printf("\nThe lab keeps running. In another terminal, for example:\n")
+	}
+	d.n.printf("  %s status %s\n", cmd, flags)
+	d.n.printf("  %s history %s\n", cmd, flags)
 	d.n.printf("  kill -9 <agent pid>      # agents: %s\n", d.pids())
 	d.n.printf("Agent logs: %s/nodes/<node>/agent.log\nPress Ctrl-C to stop.\n", d.f.Dir())
 	<-ctx.Done()
@@ -126,6 +153,43 @@ func (d *demo) pids() string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// startWriter starts the client's writes to role-a (Netns mode: the role has storage).
+func (d *demo) startWriter(ctx context.Context) error {
+	if d.f.Net() == nil {
+		return nil
+	}
+	w, err := d.f.StartWriter(ctx, "role-a", demoWriteEvery)
+	if err != nil {
+		return err
+	}
+	d.writer = w
+	d.n.note("a client in %s writes to role-a every %s: POST /write?seq=N, acknowledged after fsync on the LUN",
+		d.f.Net().Client().NS, demoWriteEvery)
+	return nil
+}
+
+// checkWrites stops the client and reads role-a's write log back from its current
+// holder: every acknowledged write must be there.
+func (d *demo) checkWrites(ctx context.Context) error {
+	if d.writer == nil {
+		return nil
+	}
+	res := d.writer.Stop()
+	d.writer = nil
+	d.n.begin("Check the client's writes: read role-a's write log back (GET /writes)")
+	wl, err := d.f.ReadWrites(ctx, "role-a")
+	if err != nil {
+		return err
+	}
+	lost := Lost(res.Acked, wl.Seqs)
+	if len(lost) > 0 {
+		return fmt.Errorf("lab: %d acknowledged writes lost on role-a, e.g. seq %d", len(lost), lost[0])
+	}
+	d.n.done("%d writes acknowledged, %d refused or timed out while role-a moved, %d lost: all %d are in writes.log on the LUN, read back from %s",
+		len(res.Acked), res.Failed, len(lost), len(res.Acked), wl.Node)
+	return nil
 }
 
 // wait is WaitFor bounded by the step timeout.

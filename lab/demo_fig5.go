@@ -17,6 +17,9 @@ func (d *demo) fig5(ctx context.Context) error {
 	if err := d.startOfDay(ctx); err != nil {
 		return err
 	}
+	if err := d.startWriter(ctx); err != nil {
+		return err
+	}
 	d.n.status(ctx, d.f)
 	if err := d.crash(ctx, "a", "role-a", []string{"d"}); err != nil {
 		return err
@@ -37,7 +40,7 @@ func (d *demo) fig5(ctx context.Context) error {
 // d starts last so it cannot take a role whose preferred node is not up yet.
 func (d *demo) startOfDay(ctx context.Context) error {
 	d.n.begin("Start of day: apply the cluster spec (understudy apply -f)")
-	roles, err := d.f.DemoRoles()
+	roles, err := d.f.DemoRoles(ctx)
 	if err != nil {
 		return err
 	}
@@ -45,6 +48,11 @@ func (d *demo) startOfDay(ctx context.Context) error {
 		return err
 	}
 	for _, r := range roles {
+		if r.VIP != "" {
+			d.n.note("%s: preferred node %s; LUN %s fenced with SCSI-3 PR, ext4 on %s, demo-service on VIP %s",
+				r.Name, r.Preferred[0], r.Storage, r.Mount, r.Addr())
+			continue
+		}
 		d.n.note("%s: preferred node %s, exec = understudy demo-service --listen %s", r.Name, r.Preferred[0], r.Addr())
 	}
 	d.n.done("spec applied: 3 roles, at most 1 role per node")
@@ -83,7 +91,7 @@ func (d *demo) startOfDay(ctx context.Context) error {
 // and c active with role-a, role-b and role-c, d the standby. d starts last, so it
 // cannot take a role whose preferred node is not up yet. Bounded by ctx.
 func (f *Farm) StartOfDay(ctx context.Context) error {
-	roles, err := f.DemoRoles()
+	roles, err := f.DemoRoles(ctx)
 	if err != nil {
 		return err
 	}
@@ -121,8 +129,12 @@ func (d *demo) crash(ctx context.Context, node, role string, successors []string
 	if err != nil {
 		return err
 	}
-	d.n.begin("Node %s fails: kill -9 its agent (pid %d); its service dies with it", node, d.f.PID(node))
-	killed, err := d.f.Kill(node)
+	if d.f.Net() != nil {
+		d.n.begin("Node %s fails: its links go down and its agent gets kill -9 (pid %d); its service dies with it", node, d.f.PID(node))
+	} else {
+		d.n.begin("Node %s fails: kill -9 its agent (pid %d); its service dies with it", node, d.f.PID(node))
+	}
+	killed, err := d.f.Crash(ctx, node)
 	if err != nil {
 		return err
 	}
@@ -151,8 +163,8 @@ func (d *demo) crash(ctx context.Context, node, role string, successors []string
 // recover restarts node and checks it comes back as a standby while holder keeps role,
 // for two TTLs (no automatic failback).
 func (d *demo) recover(ctx context.Context, node, role, holder string) error {
-	d.n.begin("Node %s recovers: restart its agent", node)
-	if err := d.f.StartNode(ctx, node); err != nil {
+	d.n.begin("Node %s recovers: boots again and starts its agent", node)
+	if err := d.f.Recover(ctx, node); err != nil {
 		return err
 	}
 	if _, err := d.wait(ctx, node+" standby", func(cs takeover.ClusterStatus) bool {

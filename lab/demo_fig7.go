@@ -177,21 +177,12 @@ func (d *demo) drainAndRemove(ctx context.Context, node, role string) error {
 // WaitExit waits until node name's agent process has exited by itself (e.g. after
 // `node remove`), bounded by ctx.
 func (f *Farm) WaitExit(ctx context.Context, name string) error {
-	f.mu.Lock()
-	n, ok := f.nodes[name]
-	var p *process
-	if ok {
-		p = n.proc
-	}
-	f.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNoNode, name)
-	}
-	if p == nil {
-		return nil
+	done, err := f.procs.Exited(name)
+	if err != nil {
+		return err
 	}
 	select {
-	case <-p.done:
+	case <-done:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("%w: agent of %s exits: %w", ErrWait, name, ctx.Err())
@@ -200,15 +191,7 @@ func (f *Farm) WaitExit(ctx context.Context, name string) error {
 
 // ExitErr is the exit status of node name's last agent process (nil for exit code 0,
 // or when it still runs or never ran).
-func (f *Farm) ExitErr(name string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n, ok := f.nodes[name]
-	if !ok || n.proc == nil || !n.proc.exited() {
-		return nil
-	}
-	return n.proc.err
-}
+func (f *Farm) ExitErr(name string) error { return f.procs.ExitErr(name) }
 
 func stepFailed(steps []lease.Step) bool {
 	for _, s := range steps {

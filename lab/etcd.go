@@ -91,20 +91,42 @@ func startEtcdOnce(ctx context.Context, dir string, log *zap.Logger) (*Etcd, err
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrEtcd, err)
 	}
-	return startMember(ctx, dir, loopbackURL(ports[0]), loopbackURL(ports[1]), log)
+	return StartMember(ctx, Member{Dir: dir, Client: loopbackURL(ports[0]), Peer: loopbackURL(ports[1])}, log)
 }
 
-// startMember starts a single-member etcd serving clients on client and peers on peer,
-// with the lab's timings (tick 100 ms, election 500 ms: etcd then grants a 1 s TTL), and
-// waits until it is ready.
-func startMember(ctx context.Context, dir string, client, peer url.URL, log *zap.Logger) (*Etcd, error) {
+// Member is one etcd member a lab runs: a single member (InitialCluster empty) or one of
+// a static cluster ("m1=http://a:2380,m2=http://b:2380,...", which must name this
+// member's Name and Peer).
+type Member struct {
+	Name           string  // default "lab"
+	Dir            string  // data directory, created if missing
+	Client, Peer   url.URL // listen and advertise URLs
+	InitialCluster string
+}
+
+// StartMember starts m with the lab's timings (tick 100 ms, election 500 ms: etcd then
+// grants a 1 s TTL) and waits until it is ready (for a cluster member: until a quorum of
+// the cluster is up, so start the members concurrently).
+func StartMember(ctx context.Context, m Member, log *zap.Logger) (*Etcd, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if m.Name == "" {
+		m.Name = "lab"
+	}
+	if err := os.MkdirAll(m.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("%w: data dir %s: %w", ErrEtcd, m.Dir, err)
+	}
 	cfg := embed.NewConfig()
-	cfg.Name = "lab"
-	cfg.Dir = dir
+	cfg.Name = m.Name
+	cfg.Dir = m.Dir
 	cfg.TickMs, cfg.ElectionMs = etcdTickMs, etcdElectionMs
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{m.Client}, []url.URL{m.Client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{m.Peer}, []url.URL{m.Peer}
+	cfg.InitialCluster = m.InitialCluster
+	if cfg.InitialCluster == "" {
+		cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	}
 	// A lab member is thrown away with its directory: durability buys nothing, and
 	// fsync latency on a shared disk would only add noise to the failover timings.
 	cfg.UnsafeNoFsync = true
@@ -112,21 +134,24 @@ func startMember(ctx context.Context, dir string, client, peer url.URL, log *zap
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(log))
 	srv, err := embed.StartEtcd(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: start on %s: %w", ErrEtcd, client.Host, err)
+		return nil, fmt.Errorf("%w: start %s on %s: %w", ErrEtcd, m.Name, m.Client.Host, err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, etcdStartTimeout)
 	defer cancel()
 	select {
 	case <-srv.Server.ReadyNotify():
-		return &Etcd{srv: srv, endpoint: client.String()}, nil
+		return &Etcd{srv: srv, endpoint: m.Client.String()}, nil
 	case err := <-srv.Err():
 		srv.Close()
-		return nil, fmt.Errorf("%w: serve on %s: %w", ErrEtcd, client.Host, err)
+		return nil, fmt.Errorf("%w: serve %s on %s: %w", ErrEtcd, m.Name, m.Client.Host, err)
 	case <-wctx.Done():
 		srv.Close()
-		return nil, fmt.Errorf("%w: wait until ready on %s: %w", ErrEtcd, client.Host, wctx.Err())
+		return nil, fmt.Errorf("%w: wait until %s is ready on %s: %w", ErrEtcd, m.Name, m.Client.Host, wctx.Err())
 	}
 }
+
+// Done is closed when the member stopped serving (Close, or a fatal error).
+func (e *Etcd) Done() <-chan struct{} { return e.srv.Server.StopNotify() }
 
 // etcdLogger keeps etcd's warnings and errors only: its info messages are about raft
 // and would drown the lab's own. IncreaseLevel refuses to lower a stricter logger, so it

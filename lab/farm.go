@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -44,6 +44,12 @@ type Options struct {
 	LogFormat string
 	// Log receives the lab's own messages and etcd's warnings; nil discards them.
 	Log *zap.Logger
+	// Netns runs the farm as a small data centre of network namespaces (needs root):
+	// etcd on a control network, tgtd on a SAN with one LUN per role, a client network
+	// where each role's floating IP lives, and every node a host on all three. Roles
+	// then have iSCSI storage fenced with SCSI-3 reservations, a VIP and a write log.
+	// Without it the farm runs on 127.0.0.1 with executables only.
+	Netns bool
 }
 
 func (o *Options) defaults() error {
@@ -75,12 +81,16 @@ func (o *Options) defaults() error {
 // Farm is a lab cluster: an embedded etcd, a directory, and the agent processes it
 // started. Its methods are safe for concurrent use.
 type Farm struct {
-	opts   Options
-	dir    string
-	ownDir bool // Close removes dir
-	etcd   *Etcd
-	cli    *clientv3.Client
-	store  *lease.Store
+	opts      Options
+	dir       string
+	ownDir    bool     // Close removes dir
+	endpoints []string // etcd client URLs
+	etcd      *Etcd    // loopback mode: etcd in this process
+	cli       *clientv3.Client
+	store     *lease.Store
+	procs     *NetnsProcs // the agents
+	http      *http.Client
+	netnsFarm // Netns mode only: network, etcd and tgtd processes, SAN
 
 	mu    sync.Mutex // guards nodes, roles, order, specN
 	nodes map[string]*node
@@ -88,21 +98,17 @@ type Farm struct {
 	order []string // role names in definition order
 	specN int      // spec files written, for unique names
 
-	wg sync.WaitGroup // one per agent process: the goroutine that reaps it
 }
 
-// NewFarm starts the farm's etcd. Nodes are started with StartNode.
+// NewFarm starts the farm's etcd (and in Netns mode its network and SAN). Nodes are
+// started with StartNode.
 func NewFarm(ctx context.Context, opts Options) (_ *Farm, err error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	f := &Farm{opts: opts, dir: opts.Dir, nodes: map[string]*node{}, roles: map[string]Role{}}
-	if f.dir == "" {
-		if f.dir, err = os.MkdirTemp("", "understudy-lab-"); err != nil {
-			return nil, fmt.Errorf("lab: create farm dir: %w", err)
-		}
-		f.ownDir = true
-	} else if err := emptyDir(f.dir); err != nil {
+	f := &Farm{opts: opts, dir: opts.Dir, nodes: map[string]*node{}, roles: map[string]Role{}, procs: NewNetnsProcs(),
+		http: &http.Client{Timeout: probeTimeout, Transport: &http.Transport{DisableKeepAlives: true}}}
+	if err := f.makeDir(); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -110,16 +116,47 @@ func NewFarm(ctx context.Context, opts Options) (_ *Farm, err error) {
 			_ = f.Close()
 		}
 	}()
-	if f.etcd, err = StartEtcd(ctx, filepath.Join(f.dir, "etcd"), opts.Log); err != nil {
-		return nil, err
+	cfg := clientv3.Config{DialTimeout: 5 * time.Second, Logger: opts.Log.Named("etcd-client")}
+	if opts.Netns {
+		if err := f.startNetns(ctx, &cfg); err != nil {
+			return nil, err
+		}
+	} else {
+		if f.etcd, err = StartEtcd(ctx, filepath.Join(f.dir, "etcd"), opts.Log); err != nil {
+			return nil, err
+		}
+		f.endpoints = f.etcd.Endpoints()
 	}
-	f.cli, err = clientv3.New(clientv3.Config{Endpoints: f.etcd.Endpoints(), DialTimeout: 5 * time.Second,
-		Logger: opts.Log.Named("etcd-client")})
-	if err != nil {
-		return nil, fmt.Errorf("lab: etcd client for %v: %w", f.etcd.Endpoints(), err)
+	cfg.Endpoints = f.endpoints
+	if f.cli, err = clientv3.New(cfg); err != nil {
+		return nil, fmt.Errorf("lab: etcd client for %v: %w", f.endpoints, err)
 	}
 	f.store = lease.NewStore(f.cli, lease.Prefix(opts.Cluster), opts.Log)
+	if opts.Netns {
+		return f, f.waitEtcd(ctx)
+	}
 	return f, nil
+}
+
+// makeDir creates the farm's directory: the given one (new or empty), or a new one,
+// under /run/usl in Netns mode (short: loop devices record only 63 bytes of a path).
+func (f *Farm) makeDir() error {
+	if f.dir != "" {
+		return emptyDir(f.dir)
+	}
+	root := ""
+	if f.opts.Netns {
+		root = LabRoot
+		if err := os.MkdirAll(root, 0o700); err != nil {
+			return fmt.Errorf("lab: create %s: %w", root, err)
+		}
+	}
+	dir, err := os.MkdirTemp(root, "lab-")
+	if err != nil {
+		return fmt.Errorf("lab: create farm dir: %w", err)
+	}
+	f.dir, f.ownDir = dir, true
+	return nil
 }
 
 // emptyDir creates dir if missing and refuses a directory with files in it: the lab
@@ -142,7 +179,7 @@ func emptyDir(dir string) error {
 func (f *Farm) Dir() string { return f.dir }
 
 // Endpoints are the etcd client URLs.
-func (f *Farm) Endpoints() []string { return f.etcd.Endpoints() }
+func (f *Farm) Endpoints() []string { return f.endpoints }
 
 // Cluster is the cluster name.
 func (f *Farm) Cluster() string { return f.opts.Cluster }
@@ -156,10 +193,10 @@ func (f *Farm) Store() *lease.Store { return f.store }
 // LogPath is the file where node's agent output goes.
 func (f *Farm) LogPath(name string) string { return filepath.Join(f.dir, "nodes", name, "agent.log") }
 
-// StartNode starts node name's agent. The first start writes its config; later starts
-// (see Restart) reuse it. It returns once the process runs, not once it joined: use
-// WaitFor for that.
-func (f *Farm) StartNode(_ context.Context, name string) error {
+// StartNode starts node name's agent. The first start writes its config (and in Netns
+// mode adds its host to the network); later starts (see Restart) reuse it. It returns
+// once the process runs, not once it joined: use WaitFor for that.
+func (f *Farm) StartNode(ctx context.Context, name string) error {
 	if err := lease.CheckNodeName(name); err != nil {
 		return fmt.Errorf("lab: start node: %w", err)
 	}
@@ -168,73 +205,29 @@ func (f *Farm) StartNode(_ context.Context, name string) error {
 	n, ok := f.nodes[name]
 	if !ok {
 		var err error
-		if n, err = f.newNode(name); err != nil {
+		if n, err = f.newNode(ctx, name); err != nil {
 			return err
 		}
 		f.nodes[name] = n
 	}
-	if n.proc != nil && !n.proc.exited() {
-		return fmt.Errorf("%w: %s (pid %d)", ErrNodeRunning, name, n.proc.cmd.Process.Pid)
-	}
-	return f.start(n)
-}
-
-// running returns the node's live agent process.
-func (f *Farm) running(name string) (*process, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n, ok := f.nodes[name]
-	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrNoNode, name)
-	}
-	if n.proc == nil || n.proc.exited() {
-		return nil, fmt.Errorf("%w: %s", ErrNodeStopped, name)
-	}
-	return n.proc, nil
+	return f.procs.Start(name, n.ns, []string{f.opts.Binary, "agent", "--config", n.config}, nil, n.logPath)
 }
 
 // Running reports whether node name's agent process is alive.
-func (f *Farm) Running(name string) bool {
-	_, err := f.running(name)
-	return err == nil
-}
+func (f *Farm) Running(name string) bool { return f.procs.PID(name) != 0 }
 
 // PID is the process id of node name's agent, 0 when it is not running.
-func (f *Farm) PID(name string) int {
-	p, err := f.running(name)
-	if err != nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
+func (f *Farm) PID(name string) int { return f.procs.PID(name) }
 
 // Kill crashes node name: SIGKILL to its agent only, as if the server lost power. The
 // role executables die with it through their PDEATHSIG (the exec resource's rule); the
 // agent's lease expires after the TTL. Kill returns the moment of the signal, once the
 // agent was reaped.
-func (f *Farm) Kill(name string) (time.Time, error) {
-	p, err := f.running(name)
-	if err != nil {
-		return time.Time{}, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), reapTimeout)
-	defer cancel()
-	return signalAndWait(ctx, name, p, syscall.SIGKILL)
-}
+func (f *Farm) Kill(name string) (time.Time, error) { return f.procs.Kill(name) }
 
 // Stop shuts node name down gracefully: SIGTERM, then SIGKILL when ctx ends first.
 // A node that already exited (e.g. removed from the cluster) is not an error.
-func (f *Farm) Stop(ctx context.Context, name string) error {
-	p, err := f.running(name)
-	if errors.Is(err, ErrNodeStopped) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	_, err = signalAndWait(ctx, name, p, syscall.SIGTERM)
-	return err
-}
+func (f *Farm) Stop(ctx context.Context, name string) error { return f.procs.Stop(ctx, name) }
 
 // Restart stops node name gracefully if it runs, then starts its agent again.
 func (f *Farm) Restart(ctx context.Context, name string) error {
@@ -257,30 +250,10 @@ func (f *Farm) Nodes() []string {
 }
 
 // Close stops every agent the farm started (SIGTERM; SIGKILL after a bound), waits for
-// each, stops etcd and removes the directory if the farm created it. Safe to call twice.
+// each, stops etcd (and in Netns mode tgtd, then deletes the network and any loop device
+// left behind) and removes the directory if the farm created it. Safe to call twice.
 func (f *Farm) Close() error {
-	f.mu.Lock()
-	var procs []*process
-	var names []string
-	for name, n := range f.nodes {
-		if n.proc != nil && !n.proc.exited() {
-			procs, names = append(procs, n.proc), append(names, name)
-		}
-	}
-	f.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, len(procs))
-	for i, p := range procs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = signalAndWait(ctx, names[i], p, syscall.SIGTERM)
-		}()
-	}
-	wg.Wait()
-	f.wg.Wait()
+	errs := []error{f.procs.Close()}
 	if f.cli != nil {
 		errs = append(errs, f.cli.Close())
 		f.cli = nil
@@ -289,9 +262,33 @@ func (f *Farm) Close() error {
 		f.etcd.Close()
 		f.etcd = nil
 	}
+	errs = append(errs, f.closeNetns())
 	if f.ownDir && f.dir != "" {
 		errs = append(errs, os.RemoveAll(f.dir))
 		f.dir = ""
 	}
 	return errors.Join(errs...)
+}
+
+// Crash makes node name fail like a server losing power: in Netns mode its links go
+// down first (nothing it still has configured answers any more), then its agent gets
+// SIGKILL (its services die with it by PDEATHSIG). It returns the moment of the kill.
+func (f *Farm) Crash(ctx context.Context, name string) (time.Time, error) {
+	if f.net != nil {
+		if err := f.net.SetLink(ctx, name, false); err != nil {
+			return time.Time{}, err
+		}
+	}
+	return f.Kill(name)
+}
+
+// Recover boots a crashed node again: in Netns mode a fresh network (no address its
+// dead agent left behind, links up), then its agent.
+func (f *Farm) Recover(ctx context.Context, name string) error {
+	if f.net != nil {
+		if err := f.net.Reboot(ctx, name); err != nil {
+			return err
+		}
+	}
+	return f.StartNode(ctx, name)
 }

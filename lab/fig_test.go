@@ -16,7 +16,7 @@ import (
 // restarts as the standby and role-a does not fail back.
 func TestFig5(t *testing.T) {
 	f, ctx := newFarm(t)
-	if _, err := f.DemoRoles(); err != nil {
+	if _, err := f.DemoRoles(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.ApplyRoles(ctx, 1); err != nil {

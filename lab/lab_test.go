@@ -195,7 +195,7 @@ func TestDemo(t *testing.T) {
 	defer cancel()
 	var out bytes.Buffer
 	start := time.Now()
-	err := lab.RunDemo(ctx, &out, lab.DemoOptions{Binary: binary, TTL: testTTL,
+	err := lab.RunDemo(ctx, &out, lab.DemoOptions{Binary: binary, TTL: testTTL, Loopback: true,
 		Log: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))})
 	t.Logf("demo took %s; output:\n%s", time.Since(start).Round(time.Millisecond), out.String())
 	if err != nil {

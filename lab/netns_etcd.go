@@ -18,9 +18,9 @@ const (
 )
 
 // NetnsEtcdEndpoint is the client URL of the lab network's etcd (StartEtcdAt on
-// NetnsCoreAddr).
+// NetnsEtcdAddr).
 func NetnsEtcdEndpoint() string {
-	return "http://" + net.JoinHostPort(NetnsCoreAddr, fmt.Sprint(NetnsEtcdClientPort))
+	return "http://" + net.JoinHostPort(NetnsEtcdAddr, fmt.Sprint(NetnsEtcdClientPort))
 }
 
 // StartEtcdAt starts an embedded single-member etcd with the lab's timing (see
@@ -39,5 +39,5 @@ func StartEtcdAt(ctx context.Context, dir, host string, log *zap.Logger) (*Etcd,
 	}
 	client := url.URL{Scheme: "http", Host: net.JoinHostPort(host, fmt.Sprint(NetnsEtcdClientPort))}
 	peer := url.URL{Scheme: "http", Host: net.JoinHostPort(host, fmt.Sprint(netnsEtcdPeerPort))}
-	return startMember(ctx, dir, client, peer, log)
+	return StartMember(ctx, Member{Dir: dir, Client: client, Peer: peer}, log)
 }

@@ -101,8 +101,8 @@ func newNetLab(t testing.TB, ctx context.Context, nodes ...string) *netLab {
 	l.mount = filepath.Join("/srv/understudy-lab", l.net.Prefix(), netRole)
 	t.Cleanup(func() { l.closeInfra() })
 	l.startEtcd()
-	l.tg = tgtdtest.Start(t, tgtdtest.WithNetns(l.net.Core().NS),
-		tgtdtest.WithPortal(lab.NetnsCoreAddr+":3260"), tgtdtest.WithLUNSize(64<<20))
+	l.tg = tgtdtest.Start(t, tgtdtest.WithNetns(l.net.SAN().NS),
+		tgtdtest.WithPortal(lab.NetnsSANAddr+":3260"), tgtdtest.WithLUNSize(64<<20))
 	run(t, ctx, "mkfs.ext4", "-q", "-F", l.tg.BackingFile(1))
 	t.Cleanup(l.closeAgents) // runs before tgtd's own cleanup
 	for _, n := range nodes {
@@ -125,7 +125,7 @@ func run(t testing.TB, ctx context.Context, argv ...string) string {
 // to it through a socket made in the core namespace.
 func (l *netLab) startEtcd() {
 	l.t.Helper()
-	err := l.infra.Start("etcd", l.net.Core().NS, []string{os.Args[0]},
+	err := l.infra.Start("etcd", l.net.Etcd().NS, []string{os.Args[0]},
 		[]string{envEtcdHelper + "=" + filepath.Join(l.dir, "etcd")}, filepath.Join(l.dir, "etcd.log"))
 	if err != nil {
 		l.t.Fatal(err)
@@ -133,7 +133,7 @@ func (l *netLab) startEtcd() {
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{lab.NetnsEtcdEndpoint()},
 		DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
 		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			return l.net.DialContext(l.net.Core().NS)(ctx, "tcp", addr)
+			return l.net.DialContext(l.net.Etcd().NS)(ctx, "tcp", addr)
 		})}})
 	if err != nil {
 		l.t.Fatal(err)
@@ -151,7 +151,7 @@ func (l *netLab) startEtcd() {
 		}
 		select {
 		case <-ctx.Done():
-			l.t.Fatalf("etcd in %s not serving: %v\n%s", l.net.Core().NS, err, tail(filepath.Join(l.dir, "etcd.log")))
+			l.t.Fatalf("etcd in %s not serving: %v\n%s", l.net.Etcd().NS, err, tail(filepath.Join(l.dir, "etcd.log")))
 		case <-tick.C:
 		}
 	}
@@ -186,7 +186,7 @@ func (l *netLab) writeConfig(node string) {
 	}
 	cfg := agentFile{Node: node, Cluster: netCluster, TTL: netTTL.String(),
 		Etcd:         map[string]any{"endpoints": []string{lab.NetnsEtcdEndpoint()}},
-		HealthListen: h.Addr + ":7480", StateDir: filepath.Join(l.dir, node), Addresses: []string{h.Addr}}
+		HealthListen: h.Ctl + ":7480", StateDir: filepath.Join(l.dir, node), Addresses: []string{h.Addr}}
 	b, err := yaml.Marshal(cfg)
 	if err == nil {
 		err = os.MkdirAll(cfg.StateDir, 0o700)
@@ -218,7 +218,7 @@ func (l *netLab) apply() {
 	if err := os.WriteFile(file, []byte(spec), 0o600); err != nil {
 		l.t.Fatal(err)
 	}
-	run(l.t, l.ctx, "ip", "netns", "exec", l.net.Core().NS, binary, "apply", "-f", file,
+	run(l.t, l.ctx, "ip", "netns", "exec", l.net.Etcd().NS, binary, "apply", "-f", file,
 		"--etcd-endpoints", lab.NetnsEtcdEndpoint(), "--cluster", netCluster)
 }
 

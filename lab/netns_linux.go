@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,38 +22,67 @@ import (
 	"github.com/understudy-ha/understudy/lease"
 )
 
-// A Netns lab is a small switched network of network namespaces, so that agents run as
-// separate hosts and a floating IP really moves between them:
+// A Netns lab is a small switched farm of network namespaces, so that agents run as
+// separate hosts and a floating IP really moves between them. Three networks, one
+// bridge each in the switch namespace, so a node can be cut from one and not the others:
 //
-//	<prefix>-sw       the switch: bridge br0 with one veth port per host (no address)
-//	<prefix>-core     192.0.2.1/24    where etcd and tgtd run
-//	<prefix>-client   192.0.2.100/24  where a user's requests come from
-//	<prefix>-<node>   192.0.2.<10+i>/24 on eth0, one per node (i from 0)
+//	client   192.0.2.0/24       eth0 of nodes and the client: where the VIPs live
+//	control  198.51.100.0/25    eth1 of nodes and the etcd host
+//	san      198.51.100.128/25  eth2 of nodes and the SAN host (tgtd)
 //
-// Only 192.0.2.0/24 (TEST-NET-1) is used and nothing is created or changed in the
-// caller's namespace: every veth is created inside a lab namespace with `ip -n`, and the
-// switch has no route anywhere. The prefix is "usl-<pid>-<random>", so leftovers of a
-// crashed run are recognisable (CleanupNetns) and runs never collide.
+//	<prefix>-sw       the switch: bridges client, control, san (no addresses)
+//	<prefix>-etcd     198.51.100.1       etcd
+//	<prefix>-san      198.51.100.129     tgtd
+//	<prefix>-client   192.0.2.100        where a user's requests come from
+//	<prefix>-<node>   192.0.2.<10+i>, 198.51.100.<10+i>, 198.51.100.<138+i>  (i from 0)
+//
+// Only documentation ranges are used and nothing is created or changed in the caller's
+// namespace: every veth is created inside a lab namespace with `ip -n`, and the switch
+// has no route anywhere. Prefixes start with "usl-" and are unique per run, so leftovers
+// of a crashed run are recognisable (CleanupNetns) and runs never collide.
 
 // Addresses of the lab's fixed hosts, and the first node's host number.
 const (
-	NetnsCoreAddr   = "192.0.2.1"
+	NetnsEtcdAddr   = "198.51.100.1"
+	NetnsSANAddr    = "198.51.100.129"
 	NetnsClientAddr = "192.0.2.100"
-	netnsCoreHost   = 1
 	netnsFirstNode  = 10
 	netnsClientHost = 100 // also the end of the nodes' range
 	netnsMaxNodes   = netnsClientHost - netnsFirstNode
-	netnsPrefixLen  = "/24"
 	netnsNamePrefix = "usl-"
 	ipTimeout       = 20 * time.Second
 )
 
+// The lab's networks, for SetLinkOn.
+const (
+	NetClient  = "client"
+	NetControl = "control"
+	NetSAN     = "san"
+)
+
+// labNet is one network: its bridge, the host's interface on it, and its address plan.
+type labNet struct {
+	name, ifname string
+	octet        byte   // MAC byte 4, so neighbour tables read like the plan
+	prefix       string // "/24" or "/25"
+	addr         func(host int) string
+}
+
+var labNets = []labNet{
+	{NetClient, "eth0", 1, "/24", func(h int) string { return fmt.Sprintf("192.0.2.%d", h) }},
+	{NetControl, "eth1", 2, "/25", func(h int) string { return fmt.Sprintf("198.51.100.%d", h) }},
+	{NetSAN, "eth2", 3, "/25", func(h int) string { return fmt.Sprintf("198.51.100.%d", 128+h) }},
+}
+
 // NetnsHost is one host of the lab network.
 type NetnsHost struct {
 	NS   string           // namespace name, for `ip -n` and `ip netns exec`
-	Addr string           // IPv4 address on eth0, without prefix length
+	Addr string           // IPv4 address on the client network (eth0), "" if not on it
+	Ctl  string           // IPv4 address on the control network (eth1), "" if not on it
+	SAN  string           // IPv4 address on the SAN (eth2), "" if not on it
 	MAC  net.HardwareAddr // eth0's MAC
-	port string           // its veth peer on the switch
+	host int              // host number: the last octet on the client/control networks
+	nets []labNet
 }
 
 // Netns is a lab network; see the comment at the top of this file. Its methods are safe
@@ -60,39 +90,33 @@ type NetnsHost struct {
 type Netns struct {
 	prefix string
 	sw     string
-	core   NetnsHost
+	etcd   NetnsHost
+	san    NetnsHost
 	client NetnsHost
-	nodes  map[string]NetnsHost
 
-	mu      sync.Mutex // guards handles, closed
+	mu      sync.Mutex // guards nodes, handles, closed
+	nodes   map[string]NetnsHost
 	handles map[string]netns.NsHandle
 	closed  bool
 }
 
-// NewNetns builds the switch, core, client and one namespace per node, every link up,
-// and returns once every eth0 has carrier. On error everything created is deleted.
+// NewNetns builds the switch, the etcd, SAN and client hosts, and the given nodes (more
+// can be added with AddNode), every link up, and returns once every link has carrier.
+// On error everything created is deleted.
 func NewNetns(ctx context.Context, nodes ...string) (_ *Netns, err error) {
-	if len(nodes) == 0 || len(nodes) > netnsMaxNodes {
-		return nil, fmt.Errorf("%w: nodes: %d given, want 1 to %d", ErrInvalidOption, len(nodes), netnsMaxNodes)
-	}
 	var rnd [3]byte
 	_, _ = rand.Read(rnd[:])
-	n := &Netns{prefix: fmt.Sprintf("%s%d-%s", netnsNamePrefix, os.Getpid(), hex.EncodeToString(rnd[:])),
-		nodes: map[string]NetnsHost{}, handles: map[string]netns.NsHandle{}}
-	n.sw = n.prefix + "-sw"
-	n.core = NetnsHost{NS: n.prefix + "-core", Addr: NetnsCoreAddr, MAC: labMAC(netnsCoreHost), port: "pcore"}
-	n.client = NetnsHost{NS: n.prefix + "-client", Addr: NetnsClientAddr, MAC: labMAC(netnsClientHost), port: "pclient"}
-	for i, name := range nodes {
-		if err := lease.CheckNodeName(name); err != nil {
-			return nil, fmt.Errorf("%w: nodes[%d]: %w", ErrInvalidOption, i, err)
-		}
-		if _, dup := n.nodes[name]; dup {
-			return nil, fmt.Errorf("%w: nodes[%d]: %q given twice", ErrInvalidOption, i, name)
-		}
-		host := netnsFirstNode + i
-		n.nodes[name] = NetnsHost{NS: n.prefix + "-" + name, Addr: fmt.Sprintf("192.0.2.%d", host),
-			MAC: labMAC(host), port: fmt.Sprintf("p%d", host)}
+	return newNetns(ctx, fmt.Sprintf("%s%d-%s", netnsNamePrefix, os.Getpid(), hex.EncodeToString(rnd[:])), nodes...)
+}
+
+func newNetns(ctx context.Context, prefix string, nodes ...string) (_ *Netns, err error) {
+	if len(nodes) > netnsMaxNodes {
+		return nil, fmt.Errorf("%w: nodes: %d given, at most %d", ErrInvalidOption, len(nodes), netnsMaxNodes)
 	}
+	n := &Netns{prefix: prefix, sw: prefix + "-sw", nodes: map[string]NetnsHost{}, handles: map[string]netns.NsHandle{}}
+	n.etcd = newHost(prefix+"-etcd", 1, labNets[1])
+	n.san = newHost(prefix+"-san", 1, labNets[2])
+	n.client = newHost(prefix+"-client", netnsClientHost, labNets[0])
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, n.Close())
@@ -101,74 +125,132 @@ func NewNetns(ctx context.Context, nodes ...string) (_ *Netns, err error) {
 	if err := n.addSwitch(ctx); err != nil {
 		return nil, err
 	}
-	for _, h := range n.hosts() {
+	for _, h := range []NetnsHost{n.etcd, n.san, n.client} {
 		if err := n.addHost(ctx, h); err != nil {
 			return nil, err
 		}
 	}
-	for _, h := range n.hosts() {
-		if err := n.waitCarrier(ctx, h); err != nil {
+	for _, name := range nodes {
+		if _, err := n.AddNode(ctx, name); err != nil {
 			return nil, err
 		}
 	}
 	return n, nil
 }
 
-// labMAC is a locally administered MAC ending in the host number, so neighbour tables
-// read like the address plan.
-func labMAC(host int) net.HardwareAddr { return net.HardwareAddr{0x02, 0, 0, 0, 0, byte(host)} }
-
-func (n *Netns) hosts() []NetnsHost {
-	hs := []NetnsHost{n.core, n.client}
-	for _, h := range n.nodes {
-		hs = append(hs, h)
+func newHost(ns string, host int, nets ...labNet) NetnsHost {
+	h := NetnsHost{NS: ns, host: host, nets: nets}
+	for _, ln := range nets {
+		switch ln.name {
+		case NetClient:
+			h.Addr, h.MAC = ln.addr(host), labMAC(ln.octet, host)
+		case NetControl:
+			h.Ctl = ln.addr(host)
+		case NetSAN:
+			h.SAN = ln.addr(host)
+		}
 	}
-	return hs
+	return h
+}
+
+// AddNode creates node name's namespace on all three networks, or returns the existing
+// one.
+func (n *Netns) AddNode(ctx context.Context, name string) (NetnsHost, error) {
+	if err := lease.CheckNodeName(name); err != nil {
+		return NetnsHost{}, fmt.Errorf("%w: node: %w", ErrInvalidOption, err)
+	}
+	n.mu.Lock()
+	if h, ok := n.nodes[name]; ok {
+		n.mu.Unlock()
+		return h, nil
+	}
+	if len(n.nodes) >= netnsMaxNodes {
+		n.mu.Unlock()
+		return NetnsHost{}, fmt.Errorf("%w: node %s: the lab holds at most %d nodes", ErrInvalidOption, name, netnsMaxNodes)
+	}
+	used := map[int]bool{}
+	for _, h := range n.nodes {
+		used[h.host] = true
+	}
+	host := netnsFirstNode
+	for used[host] {
+		host++
+	}
+	h := newHost(n.prefix+"-"+name, host, labNets...)
+	n.nodes[name] = h
+	n.mu.Unlock()
+	if err := n.addHost(ctx, h); err != nil {
+		return NetnsHost{}, err
+	}
+	return h, nil
+}
+
+// labMAC is a locally administered MAC naming the network and the host number.
+func labMAC(net byte, host int) net.HardwareAddr {
+	return []byte{0x02, 0, 0, net, 0, byte(host)}
 }
 
 func (n *Netns) addSwitch(ctx context.Context) error {
 	if err := ipCmd(ctx, "netns", "add", n.sw); err != nil {
 		return err
 	}
-	// Snooping off: the lab is about ARP, and late IGMP joins must not drop anything.
-	if err := ipCmd(ctx, "-n", n.sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"); err != nil {
-		return err
-	}
-	return ipCmd(ctx, "-n", n.sw, "link", "set", "br0", "up")
-}
-
-// addHost creates h's namespace and its eth0, a veth whose peer is created directly in
-// the switch namespace (never in ours) and enslaved to br0.
-func (n *Netns) addHost(ctx context.Context, h NetnsHost) error {
-	steps := [][]string{
-		{"netns", "add", h.NS},
-		{"-n", h.NS, "link", "add", "eth0", "address", h.MAC.String(), "type", "veth", "peer", "name", h.port, "netns", n.sw},
-		{"-n", n.sw, "link", "set", h.port, "master", "br0", "up"},
-		{"-n", h.NS, "link", "set", "lo", "up"},
-		{"-n", h.NS, "addr", "add", h.Addr + netnsPrefixLen, "dev", "eth0"},
-		{"-n", h.NS, "link", "set", "eth0", "up"},
-	}
-	for _, s := range steps {
-		if err := ipCmd(ctx, s...); err != nil {
+	for _, ln := range labNets {
+		// Snooping off: the lab is about ARP and VRRP, and late multicast joins must
+		// not drop anything.
+		if err := ipCmd(ctx, "-n", n.sw, "link", "add", ln.name, "type", "bridge", "mcast_snooping", "0"); err != nil {
+			return err
+		}
+		if err := ipCmd(ctx, "-n", n.sw, "link", "set", ln.name, "up"); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// waitCarrier polls until h's eth0 reports LOWER_UP (veth carrier comes up
+// addHost creates h's namespace and one veth per network, whose peer is created
+// directly in the switch namespace (never in ours) and enslaved to that network's
+// bridge, then waits for carrier.
+func (n *Netns) addHost(ctx context.Context, h NetnsHost) error {
+	if err := ipCmd(ctx, "netns", "add", h.NS); err != nil {
+		return err
+	}
+	if err := ipCmd(ctx, "-n", h.NS, "link", "set", "lo", "up"); err != nil {
+		return err
+	}
+	for _, ln := range h.nets {
+		port := fmt.Sprintf("%s%d", ln.name[:2], h.host)
+		for _, s := range [][]string{
+			{"-n", h.NS, "link", "add", ln.ifname, "address", labMAC(ln.octet, h.host).String(), "type", "veth", "peer", "name", port, "netns", n.sw},
+			{"-n", n.sw, "link", "set", port, "master", ln.name, "up"},
+			{"-n", h.NS, "addr", "add", ln.addr(h.host) + ln.prefix, "dev", ln.ifname},
+			{"-n", h.NS, "link", "set", ln.ifname, "up"},
+		} {
+			if err := ipCmd(ctx, s...); err != nil {
+				return err
+			}
+		}
+	}
+	for _, ln := range h.nets {
+		if err := waitCarrier(ctx, h.NS, ln.ifname); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitCarrier polls until ns's interface reports LOWER_UP (veth carrier comes up
 // asynchronously after `link set up`).
-func (n *Netns) waitCarrier(ctx context.Context, h NetnsHost) error {
+func waitCarrier(ctx context.Context, ns, ifname string) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		out, err := ipOutput(ctx, "-n", h.NS, "-o", "link", "show", "dev", "eth0")
+		out, err := ipOutput(ctx, "-n", ns, "-o", "link", "show", "dev", ifname)
 		if err == nil && strings.Contains(out, "LOWER_UP") {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %s eth0 carrier: %w (last: %v %s)", ErrWait, h.NS, ctx.Err(), err, out)
+			return fmt.Errorf("%w: %s %s carrier: %w (last: %v %s)", ErrWait, ns, ifname, ctx.Err(), err, out)
 		case <-tick.C:
 		}
 	}
@@ -177,14 +259,19 @@ func (n *Netns) waitCarrier(ctx context.Context, h NetnsHost) error {
 // Prefix is the run's namespace name prefix.
 func (n *Netns) Prefix() string { return n.prefix }
 
-// Core is the host where etcd and tgtd run.
-func (n *Netns) Core() NetnsHost { return n.core }
+// Etcd is the host where etcd runs (control network).
+func (n *Netns) Etcd() NetnsHost { return n.etcd }
+
+// SAN is the host where tgtd runs (SAN network).
+func (n *Netns) SAN() NetnsHost { return n.san }
 
 // Client is the host a user's requests come from.
 func (n *Netns) Client() NetnsHost { return n.client }
 
 // Node returns node name's host.
 func (n *Netns) Node(name string) (NetnsHost, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	h, ok := n.nodes[name]
 	if !ok {
 		return NetnsHost{}, fmt.Errorf("%w: %s", ErrNoNode, name)
@@ -192,9 +279,16 @@ func (n *Netns) Node(name string) (NetnsHost, error) {
 	return h, nil
 }
 
-// SetLink sets node name's eth0 up or down: down is what a dead server's NIC looks like
-// to the switch (its port loses carrier, nothing it still has configured answers).
+// SetLink sets all of node name's links up or down: down is what a dead server's NICs
+// look like to the switch (the ports lose carrier, nothing it still has configured
+// answers).
 func (n *Netns) SetLink(ctx context.Context, name string, up bool) error {
+	return n.SetLinkOn(ctx, name, up)
+}
+
+// SetLinkOn sets node name's links on the given networks (NetClient, NetControl,
+// NetSAN; none: all) up or down, and waits for carrier when up.
+func (n *Netns) SetLinkOn(ctx context.Context, name string, up bool, nets ...string) error {
 	h, err := n.Node(name)
 	if err != nil {
 		return err
@@ -203,34 +297,48 @@ func (n *Netns) SetLink(ctx context.Context, name string, up bool) error {
 	if up {
 		state = "up"
 	}
-	if err := ipCmd(ctx, "-n", h.NS, "link", "set", "eth0", state); err != nil {
-		return err
-	}
-	if up {
-		return n.waitCarrier(ctx, h)
+	for _, ln := range h.nets {
+		if len(nets) > 0 && !slices.Contains(nets, ln.name) {
+			continue
+		}
+		if err := ipCmd(ctx, "-n", h.NS, "link", "set", ln.ifname, state); err != nil {
+			return err
+		}
+		if up {
+			if err := waitCarrier(ctx, h.NS, ln.ifname); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
-// Reboot makes node name's network look like a freshly booted server's: eth0 down, every
-// address flushed (a floating IP a killed agent left is gone, as after a power cycle),
-// its own address back, eth0 up with carrier.
+// Reboot makes node name's network look like a freshly booted server's: links down,
+// every address flushed (a floating IP a killed agent left is gone, as after a power
+// cycle), its own addresses back, links up with carrier.
 func (n *Netns) Reboot(ctx context.Context, name string) error {
 	h, err := n.Node(name)
 	if err != nil {
 		return err
 	}
-	for _, s := range [][]string{
-		{"-n", h.NS, "link", "set", "eth0", "down"},
-		{"-n", h.NS, "addr", "flush", "dev", "eth0"},
-		{"-n", h.NS, "addr", "add", h.Addr + netnsPrefixLen, "dev", "eth0"},
-		{"-n", h.NS, "link", "set", "eth0", "up"},
-	} {
-		if err := ipCmd(ctx, s...); err != nil {
+	for _, ln := range h.nets {
+		for _, s := range [][]string{
+			{"-n", h.NS, "link", "set", ln.ifname, "down"},
+			{"-n", h.NS, "addr", "flush", "dev", ln.ifname},
+			{"-n", h.NS, "addr", "add", ln.addr(h.host) + ln.prefix, "dev", ln.ifname},
+			{"-n", h.NS, "link", "set", ln.ifname, "up"},
+		} {
+			if err := ipCmd(ctx, s...); err != nil {
+				return err
+			}
+		}
+	}
+	for _, ln := range h.nets {
+		if err := waitCarrier(ctx, h.NS, ln.ifname); err != nil {
 			return err
 		}
 	}
-	return n.waitCarrier(ctx, h)
+	return nil
 }
 
 // Addrs lists the IPv4 addresses ("a.b.c.d/len") on ns's eth0.

@@ -10,7 +10,8 @@ import (
 
 // Addresses of the lab network's fixed hosts (see netns_linux.go).
 const (
-	NetnsCoreAddr   = "192.0.2.1"
+	NetnsEtcdAddr   = "198.51.100.1"
+	NetnsSANAddr    = "198.51.100.129"
 	NetnsClientAddr = "192.0.2.100"
 )
 

@@ -34,8 +34,9 @@ type NetnsProcs struct {
 // NewNetnsProcs returns an empty process set.
 func NewNetnsProcs() *NetnsProcs { return &NetnsProcs{procs: map[string]*process{}} }
 
-// Start runs argv in namespace ns under the given name, its output appended to logPath,
-// with env added to ours. A name may be reused once its previous process exited.
+// Start runs argv in namespace ns (empty: in ours, as is) under the given name, its
+// output appended to logPath, with env added to ours. A name may be reused once its
+// previous process exited.
 func (p *NetnsProcs) Start(name, ns string, argv, env []string, logPath string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -47,7 +48,10 @@ func (p *NetnsProcs) Start(name, ns string, argv, env []string, logPath string) 
 		return fmt.Errorf("lab: %s: open log: %w", name, err)
 	}
 	_, _ = fmt.Fprintf(logFile, "=== lab: starting %s in %s at %s\n", name, ns, time.Now().Format(time.RFC3339Nano))
-	full := append([]string{"ip", "netns", "exec", ns}, argv...)
+	full := argv
+	if ns != "" {
+		full = append([]string{"ip", "netns", "exec", ns}, argv...)
+	}
 	cmd := exec.Command(full[0], full[1:]...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = append(os.Environ(), env...)
@@ -58,7 +62,10 @@ func (p *NetnsProcs) Start(name, ns string, argv, env []string, logPath string) 
 		_ = logFile.Close()
 		return fmt.Errorf("lab: %s: start %s: %w", name, strings.Join(full, " "), err)
 	}
-	mntNS := holdMountNS(cmd.Process.Pid)
+	var mntNS *os.File
+	if ns != "" {
+		mntNS = holdMountNS(cmd.Process.Pid)
+	}
 	proc := &process{cmd: cmd, done: make(chan struct{})}
 	p.procs[name] = proc
 	p.wg.Add(1)
@@ -143,6 +150,18 @@ func (p *NetnsProcs) Exited(name string) (<-chan struct{}, error) {
 	return proc.done, nil
 }
 
+// ExitErr is the exit status of name's last process: nil for exit code 0, or while it
+// runs, or when it never ran.
+func (p *NetnsProcs) ExitErr(name string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	proc, ok := p.procs[name]
+	if !ok || !proc.exited() {
+		return nil
+	}
+	return proc.err
+}
+
 // Kill sends SIGKILL to name's process only (a crash) and returns the moment of the
 // signal once it was reaped.
 func (p *NetnsProcs) Kill(name string) (time.Time, error) {
@@ -153,6 +172,20 @@ func (p *NetnsProcs) Kill(name string) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), reapTimeout)
 	defer cancel()
 	return signalAndWait(ctx, name, proc, syscall.SIGKILL)
+}
+
+// Stop shuts name down gracefully: SIGTERM, then SIGKILL when ctx ends first. A process
+// that already exited is not an error.
+func (p *NetnsProcs) Stop(ctx context.Context, name string) error {
+	proc, err := p.running(name)
+	if errors.Is(err, ErrNodeStopped) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = signalAndWait(ctx, name, proc, syscall.SIGTERM)
+	return err
 }
 
 // Close stops every process (SIGTERM, SIGKILL after stopTimeout) and waits for each.

@@ -33,7 +33,7 @@ func runEtcdHelper(dir string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	log, _ := zap.NewDevelopment()
-	e, err := lab.StartEtcdAt(ctx, dir, lab.NetnsCoreAddr, log)
+	e, err := lab.StartEtcdAt(ctx, dir, lab.NetnsEtcdAddr, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

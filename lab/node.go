@@ -17,15 +17,14 @@ import (
 // in uninterruptible sleep survives SIGKILL that long; the lab reports it rather than hang.
 const reapTimeout = 10 * time.Second
 
-// node is one lab node: its files, and its agent process while one runs.
+// node is one lab node: its files, and in Netns mode its host.
 type node struct {
 	name    string
 	dir     string // <farm>/nodes/<name>
 	config  string // agent config file
 	logPath string // agent stdout+stderr, appended across restarts
-	health  string // 127.0.0.1:<port> of the agent's health endpoint
-
-	proc *process // guarded by Farm.mu; nil when never started or reaped
+	health  string // host:port of the agent's health endpoint
+	ns      string // Netns mode: the node's namespace
 }
 
 // process is one agent process and the goroutine that waits for it.
@@ -53,6 +52,7 @@ type agentConfig struct {
 	HealthListen string     `yaml:"health_listen"`
 	StateDir     string     `yaml:"state_dir"`
 	LogFormat    string     `yaml:"log_format"`
+	Addresses    []string   `yaml:"addresses,omitempty"`
 }
 
 type etcdConfig struct {
@@ -61,20 +61,29 @@ type etcdConfig struct {
 
 // newNode prepares a node's directory and config file. The health port is chosen once,
 // so a restarted node keeps its health URL like a real server keeps its address.
-func (f *Farm) newNode(name string) (*node, error) {
+func (f *Farm) newNode(ctx context.Context, name string) (*node, error) {
 	dir := filepath.Join(f.dir, "nodes", name)
 	n := &node{name: name, dir: dir, config: filepath.Join(dir, "agent.yaml"),
 		logPath: filepath.Join(dir, "agent.log")}
-	ports, err := freePorts(1)
-	if err != nil {
-		return nil, fmt.Errorf("lab: node %s: %w", name, err)
-	}
-	n.health = "127.0.0.1:" + strconv.Itoa(ports[0])
 	cfg := agentConfig{
-		Node: name, Cluster: f.opts.Cluster, Etcd: etcdConfig{Endpoints: f.etcd.Endpoints()},
-		TTL: f.opts.TTL.String(), HealthListen: n.health, StateDir: filepath.Join(dir, "state"),
-		LogFormat: f.opts.LogFormat,
+		Node: name, Cluster: f.opts.Cluster, Etcd: etcdConfig{Endpoints: f.endpoints},
+		TTL: f.opts.TTL.String(), StateDir: filepath.Join(dir, "state"), LogFormat: f.opts.LogFormat,
 	}
+	if f.opts.Netns {
+		h, err := f.net.AddNode(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		n.ns, n.health = h.NS, h.Ctl+":7480"
+		cfg.Addresses = []string{h.Addr, h.Ctl, h.SAN}
+	} else {
+		ports, err := freePorts(1)
+		if err != nil {
+			return nil, fmt.Errorf("lab: node %s: %w", name, err)
+		}
+		n.health = "127.0.0.1:" + strconv.Itoa(ports[0])
+	}
+	cfg.HealthListen = n.health
 	text, err := yaml.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("lab: node %s: encode config: %w", name, err)
@@ -86,31 +95,6 @@ func (f *Farm) newNode(name string) (*node, error) {
 		return nil, fmt.Errorf("lab: node %s: write config: %w", name, err)
 	}
 	return n, nil
-}
-
-// start runs `understudy agent --config FILE` for the node. The waiter goroutine is owned
-// by the farm: Close (or Kill/Stop) waits for done.
-func (f *Farm) start(n *node) error {
-	logFile, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("lab: node %s: open log: %w", n.name, err)
-	}
-	_, _ = fmt.Fprintf(logFile, "=== lab: starting agent %s at %s\n", n.name, time.Now().Format(time.RFC3339Nano))
-	cmd, err := startProcess([]string{f.opts.Binary, "agent", "--config", n.config}, logFile)
-	if err != nil {
-		_ = logFile.Close()
-		return fmt.Errorf("lab: node %s: start agent %s: %w", n.name, f.opts.Binary, err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	n.proc = p
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		p.err = cmd.Wait()
-		_ = logFile.Close()
-		close(p.done)
-	}()
-	return nil
 }
 
 // signalAndWait sends sig to the agent and waits until it is reaped; if ctx ends first it

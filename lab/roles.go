@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -21,15 +24,30 @@ const probeTimeout = time.Second
 // so a long timeout would only slow down a lab whose service hangs.
 const demoStopTimeout = "3s"
 
-// Role is one lab role: a `understudy demo-service` on its own loopback port.
+// Role is one lab role: a `understudy demo-service` on its own loopback port, or in
+// Netns mode on port 8080 of its floating IP, with a LUN of the lab's SAN as storage.
 type Role struct {
 	Name      string
 	Preferred []string
 	Port      int
+	VIP       string // Netns mode: the floating IP (client network)
+	Storage   string // Netns mode: the LUN's iSCSI URL
+	Mount     string // Netns mode: the mountpoint, also the demo service's --data
 }
 
-// Addr is the role's service address, 127.0.0.1:<port>.
-func (r Role) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.Port) }
+// Addr is the role's service address, 127.0.0.1:<port> or <VIP>:<port>.
+func (r Role) Addr() string {
+	if r.VIP != "" {
+		return net.JoinHostPort(r.VIP, strconv.Itoa(r.Port))
+	}
+	return "127.0.0.1:" + strconv.Itoa(r.Port)
+}
+
+// netnsRolePort is every role's service port in Netns mode (each role has its own IP).
+const netnsRolePort = 8080
+
+// netnsFirstVIP is the host number of the first role's VIP (192.0.2.50 on).
+const netnsFirstVIP = 50
 
 // Reply is what a demo service answers: which role, node, tenure and process served.
 type Reply struct {
@@ -43,9 +61,10 @@ func (r Reply) String() string {
 	return fmt.Sprintf("%s (token %d, pid %d)", r.Node, r.Token, r.PID)
 }
 
-// AddRole defines a role with a free service port, or returns the existing definition.
-// Roles are in the spec in the order they were added.
-func (f *Farm) AddRole(name string, preferred ...string) (Role, error) {
+// AddRole defines a role with a free service port (Netns mode: the next VIP and a new
+// LUN), or returns the existing definition. Roles are in the spec in the order they
+// were added.
+func (f *Farm) AddRole(ctx context.Context, name string, preferred ...string) (Role, error) {
 	if err := lease.CheckRoleName(name); err != nil {
 		return Role{}, fmt.Errorf("lab: add role: %w", err)
 	}
@@ -54,11 +73,27 @@ func (f *Farm) AddRole(name string, preferred ...string) (Role, error) {
 	if r, ok := f.roles[name]; ok {
 		return r, nil
 	}
-	ports, err := freePorts(1)
-	if err != nil {
-		return Role{}, fmt.Errorf("lab: role %s: %w", name, err)
+	r := Role{Name: name, Preferred: preferred}
+	if f.opts.Netns {
+		if len(f.order) >= netnsClientHost-netnsFirstVIP {
+			return Role{}, fmt.Errorf("%w: role %s: the lab has room for %d roles", ErrInvalidOption, name, netnsClientHost-netnsFirstVIP)
+		}
+		lun, err := f.san.addLUN(ctx)
+		if err != nil {
+			return Role{}, fmt.Errorf("lab: role %s: %w", name, err)
+		}
+		r.Port, r.VIP = netnsRolePort, fmt.Sprintf("192.0.2.%d", netnsFirstVIP+len(f.order))
+		r.Storage, r.Mount = f.san.url(NetnsSANAddr, lun), filepath.Join(f.dir, "mnt", name)
+		if err := os.MkdirAll(r.Mount, 0o755); err != nil {
+			return Role{}, fmt.Errorf("lab: role %s: mountpoint: %w", name, err)
+		}
+	} else {
+		ports, err := freePorts(1)
+		if err != nil {
+			return Role{}, fmt.Errorf("lab: role %s: %w", name, err)
+		}
+		r.Port = ports[0]
 	}
-	r := Role{Name: name, Preferred: preferred, Port: ports[0]}
 	f.roles[name] = r
 	f.order = append(f.order, name)
 	return r, nil
@@ -66,10 +101,10 @@ func (f *Farm) AddRole(name string, preferred ...string) (Role, error) {
 
 // DemoRoles defines the seed's roles: role-a, role-b and role-c, preferring nodes a, b
 // and c.
-func (f *Farm) DemoRoles() ([]Role, error) {
+func (f *Farm) DemoRoles(ctx context.Context) ([]Role, error) {
 	var roles []Role
 	for _, n := range []string{"a", "b", "c"} {
-		r, err := f.AddRole("role-"+n, n)
+		r, err := f.AddRole(ctx, "role-"+n, n)
 		if err != nil {
 			return nil, err
 		}
@@ -96,9 +131,24 @@ type specDoc struct {
 }
 
 type roleDoc struct {
-	Name      string   `yaml:"name"`
-	Preferred []string `yaml:"preferred_nodes,omitempty,flow"`
-	Exec      execDoc  `yaml:"exec"`
+	Name      string      `yaml:"name"`
+	Preferred []string    `yaml:"preferred_nodes,omitempty,flow"`
+	Fence     *fenceDoc   `yaml:"fence,omitempty"`
+	Storage   *storageDoc `yaml:"storage,omitempty"`
+	Exec      execDoc     `yaml:"exec"`
+	VIP       *vipDoc     `yaml:"vip,omitempty"`
+	Health    *healthDoc  `yaml:"health,omitempty"`
+}
+
+type fenceDoc struct {
+	Method  string     `yaml:"method"`
+	Devices [][]string `yaml:"devices,flow"`
+}
+
+type storageDoc struct {
+	Device     string `yaml:"device"`
+	FSType     string `yaml:"fstype"`
+	Mountpoint string `yaml:"mountpoint"`
 }
 
 type execDoc struct {
@@ -106,17 +156,25 @@ type execDoc struct {
 	StopTimeout string   `yaml:"stop_timeout"`
 }
 
+type vipDoc struct {
+	Address   string `yaml:"address"`
+	Interface string `yaml:"interface"`
+}
+
+type healthDoc struct {
+	Type     string `yaml:"type"`
+	Target   string `yaml:"target"`
+	Interval string `yaml:"interval"`
+}
+
 // SpecYAML is a cluster spec with every defined role, each running the farm's binary
-// as `demo-service --listen 127.0.0.1:<port>`.
+// as `demo-service`: on 127.0.0.1:<port>, or in Netns mode on its VIP with its write log
+// on the role's iSCSI LUN, fenced with SCSI-3 reservations and health-checked over HTTP.
 func (f *Farm) SpecYAML(maxRolesPerNode int) ([]byte, error) {
 	f.mu.Lock()
 	doc := specDoc{MaxRolesPerNode: maxRolesPerNode}
 	for _, name := range f.order {
-		r := f.roles[name]
-		doc.Roles = append(doc.Roles, roleDoc{Name: r.Name, Preferred: r.Preferred, Exec: execDoc{
-			Command:     []string{f.opts.Binary, "demo-service", "--listen", r.Addr()},
-			StopTimeout: demoStopTimeout,
-		}})
+		doc.Roles = append(doc.Roles, f.roleDoc(f.roles[name]))
 	}
 	f.mu.Unlock()
 	text, err := yaml.Marshal(doc)
@@ -129,6 +187,23 @@ func (f *Farm) SpecYAML(maxRolesPerNode int) ([]byte, error) {
 	return text, nil
 }
 
+func (f *Farm) roleDoc(r Role) roleDoc {
+	d := roleDoc{Name: r.Name, Preferred: r.Preferred, Exec: execDoc{
+		Command:     []string{f.opts.Binary, "demo-service", "--listen", r.Addr()},
+		StopTimeout: demoStopTimeout,
+	}}
+	if r.VIP == "" {
+		return d
+	}
+	listen := net.JoinHostPort("0.0.0.0", strconv.Itoa(r.Port))
+	d.Exec.Command = []string{f.opts.Binary, "demo-service", "--listen", listen, "--data", r.Mount}
+	d.Fence = &fenceDoc{Method: "scsi", Devices: [][]string{{r.Storage}}}
+	d.Storage = &storageDoc{Device: r.Storage, FSType: "ext4", Mountpoint: r.Mount}
+	d.VIP = &vipDoc{Address: r.VIP + "/24", Interface: "eth0"}
+	d.Health = &healthDoc{Type: "http", Target: "http://" + r.Addr() + "/healthz", Interval: "200ms"}
+	return d
+}
+
 // Probe asks role's service who serves it. Each probe is a new connection, so it always
 // reaches whichever process listens on the port now.
 func (f *Farm) Probe(ctx context.Context, role string) (Reply, error) {
@@ -136,20 +211,15 @@ func (f *Farm) Probe(ctx context.Context, role string) (Reply, error) {
 	if err != nil {
 		return Reply{}, err
 	}
-	return probe(ctx, r.Addr())
+	return f.probe(ctx, r.Addr())
 }
 
-var probeClient = &http.Client{
-	Timeout:   probeTimeout,
-	Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
-}
-
-func probe(ctx context.Context, addr string) (Reply, error) {
+func (f *Farm) probe(ctx context.Context, addr string) (Reply, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
 	if err != nil {
 		return Reply{}, fmt.Errorf("lab: probe %s: %w", addr, err)
 	}
-	resp, err := probeClient.Do(req)
+	resp, err := f.http.Do(req)
 	if err != nil {
 		return Reply{}, fmt.Errorf("lab: probe %s: %w", addr, err)
 	}
@@ -181,7 +251,7 @@ func (f *Farm) WaitServed(ctx context.Context, role string, interval time.Durati
 	var last string
 	for {
 		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		rep, err := probe(pctx, r.Addr())
+		rep, err := f.probe(pctx, r.Addr())
 		cancel()
 		at := time.Now()
 		switch {

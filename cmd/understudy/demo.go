@@ -15,22 +15,30 @@ func newDemoCmd() *cobra.Command {
 	var o lab.DemoOptions
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Tell the failover story on a lab cluster on this machine (127.0.0.1 only)",
-		Long: `demo starts an embedded etcd and real agents (nodes a, b, c, d, later e) on 127.0.0.1,
-with three roles that each run 'understudy demo-service' on their own port, and walks
-through the two flows of the design:
+		Short: "Tell the failover story in a lab of network namespaces on this machine",
+		Long: `demo builds a small farm on this machine out of network namespaces (root needed):
+a client network (192.0.2.0/24) where the floating IPs live, a control network with
+etcd and a SAN network with tgtd (198.51.100.0/24), and nodes a, b, c, d (later e), each
+a host on all three running a real 'understudy agent'. Each of role-a, role-b and role-c
+has a LUN on the SAN (reached through the agent's own iSCSI session, fenced with SCSI-3
+persistent reservations, ext4 mounted), a floating IP and 'understudy demo-service',
+which keeps a write log on the LUN. A client writes to role-a every 20 ms throughout.
+The story follows the two flows of the design:
 
-  FIG. 5  a, b, c active and d standby; a is killed (kill -9) and d takes role-a over; a
-          comes back as the standby and role-a stays on d (no automatic failback).
-  FIG. 7  node e is added, qualified and stands by; b is killed and one of the two
-          standbys takes role-b; the other is put to work with 'role move'; d is drained
-          and removed.
+  FIG. 5  a, b, c active and d standby; a fails (links down, kill -9); d fences a, mounts,
+          starts, takes the VIP; a comes back as the standby and role-a stays on d.
+  FIG. 7  node e is added, qualified and stands by; b fails and one of the two standbys
+          takes role-b; the other is put to work with 'role move'; d is drained and
+          removed.
 
-Each step prints its elapsed time; the status after each step shows which node answers
-on each role's port. It needs no root and touches nothing outside its directory.`,
-		Example: `  understudy demo
-  understudy demo --keep          # keep the lab running afterwards; Ctrl-C stops it
-  understudy demo --dir /tmp/lab  # keep etcd data and agent logs in /tmp/lab`,
+At the end every write the client saw acknowledged is read back from the LUN. Each step
+prints its elapsed time; the status after each step shows who answers on each VIP.
+The lab is removed at the end (also on Ctrl-C); 'understudy lab down --all' removes the
+leftovers of a crashed run. --loopback runs the story on 127.0.0.1 without root
+(executables only: no storage, fencing or floating IPs).`,
+		Example: `  sudo understudy demo
+  sudo understudy demo --keep     # keep the lab running afterwards; Ctrl-C stops it
+  understudy demo --loopback      # no root: agents and services on 127.0.0.1 only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			bin, err := os.Executable()
@@ -50,6 +58,7 @@ on each role's port. It needs no root and touches nothing outside its directory.
 	f.StringVar(&o.Dir, "dir", "", "new or empty directory for etcd data, agent configs and logs (kept); default a temporary one (removed)")
 	f.DurationVar(&o.TTL, "ttl", lab.DefaultTTL, "lease TTL of the lab's agents (whole seconds)")
 	f.BoolVar(&o.NoColour, "no-color", false, "no colours even on a terminal")
+	f.BoolVar(&o.Loopback, "loopback", false, "run on 127.0.0.1 without root: no namespaces, storage, fencing or VIPs")
 	return cmd
 }
 

@@ -24,13 +24,18 @@ type demoReply struct {
 }
 
 func newDemoServiceCmd() *cobra.Command {
-	var listen string
+	var listen, data string
 	cmd := &cobra.Command{
 		Use:   "demo-service",
 		Short: "Run a tiny HTTP service to use as a role's executable in demos and tests",
 		Long: `demo-service answers GET / with {"role","node","token","pid"} taken from the
 UNDERSTUDY_ROLE, UNDERSTUDY_NODE and UNDERSTUDY_TOKEN environment the agent gives a role's
-executable, and GET /healthz with "ok". It exits cleanly on SIGTERM or SIGINT.`,
+executable, and GET /healthz with "ok". It exits cleanly on SIGTERM or SIGINT.
+
+With --data DIR it is also a write log kept in DIR (the role's mounted storage): POST
+/write?seq=N appends N with the serving node and token to DIR/writes.log and answers only
+after fsync, so an acknowledged write is on the shared disk; GET /writes lists every seq
+in the log, so a client can check that none of its acknowledged writes was lost.`,
 		Example: `  # in cluster.yaml:
   #   exec: {command: [/usr/local/bin/understudy, demo-service, --listen, "0.0.0.0:8080"]}
   UNDERSTUDY_ROLE=web UNDERSTUDY_NODE=a UNDERSTUDY_TOKEN=7 understudy demo-service --listen 127.0.0.1:8080`,
@@ -42,10 +47,19 @@ executable, and GET /healthz with "ok". It exits cleanly on SIGTERM or SIGINT.`,
 				return fmt.Errorf("demo-service: listen on %s: %w", listen, err)
 			}
 			_, _ = fmt.Fprintf(cmd.ErrOrStderr(), "demo-service listening on %s\n", ln.Addr())
-			return serveDemo(cmd.Context(), ln, demoFromEnv())
+			var wl *writeLog
+			if data != "" {
+				if wl, err = openWriteLog(data); err != nil {
+					_ = ln.Close()
+					return err
+				}
+				defer wl.Close()
+			}
+			return serveDemo(cmd.Context(), ln, demoFromEnv(), wl)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on (host:port)")
+	cmd.Flags().StringVar(&data, "data", "", "directory of the write log (the role's storage); empty: no write log")
 	return cmd
 }
 
@@ -60,7 +74,7 @@ func demoFromEnv() demoReply {
 }
 
 // serveDemo serves until ctx is done (the signal context of main), then shuts down.
-func serveDemo(ctx context.Context, ln net.Listener, reply demoReply) error {
+func serveDemo(ctx context.Context, ln net.Listener, reply demoReply, wl *writeLog) error {
 	body, err := json.Marshal(reply)
 	if err != nil {
 		return err
@@ -74,6 +88,9 @@ func serveDemo(ctx context.Context, ln net.Listener, reply demoReply) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	if wl != nil {
+		wl.routes(mux, reply)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

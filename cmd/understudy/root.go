@@ -135,6 +135,7 @@ Exit codes: 0 ok, 1 failure, 2 usage or bad input, 3 status degraded (a role is 
 		// --- lab engineer's commands (demo.go, lab/): the seed story and benchmarks. ---
 		newDemoCmd(),
 		newBenchCmd(),
+		newLabCmd(),
 		newDemoServiceCmd(),
 		newVersionCmd(),
 	)

@@ -10,6 +10,7 @@ packages=(
 	iputils-arping # gratuitous ARP checks
 	e2fsprogs      # mkfs.ext4 / fsck for storage tests
 	fuse3          # FUSE block view in the lab
+	keepalived     # bench failover compares against VRRP moving the same kind of VIP
 	ca-certificates git gcc
 )
 

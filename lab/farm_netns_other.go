@@ -1,0 +1,30 @@
+//go:build !linux
+
+package lab
+
+import (
+	"context"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// LabRoot holds the directories of namespace farms (Linux only).
+const LabRoot = "/run/usl"
+
+type netnsFarm struct {
+	net *Netns
+	san *san
+}
+
+type san struct{}
+
+func (f *Farm) startNetns(context.Context, *clientv3.Config) error {
+	return fmt.Errorf("%w: the namespace lab", ErrUnsupported)
+}
+
+func (f *Farm) waitEtcd(context.Context) error { return nil }
+func (f *Farm) closeNetns() error              { return nil }
+
+// Net is the farm's network in Netns mode (nil otherwise).
+func (f *Farm) Net() *Netns { return f.net }
