@@ -37,9 +37,43 @@ type BenchOptions struct {
 	Progress io.Writer
 	// Log receives the lab's diagnostics; nil discards them.
 	Log *zap.Logger
+	// Mode is how BenchFailover fails the holder: ModeKill (default), ModeLinkDown or
+	// ModeStop.
+	Mode string
+	// Loopback runs the farm on 127.0.0.1 without root (no storage, fencing or VIPs).
+	Loopback bool
+	// Keepalived also measures keepalived moving a VIP between two more node namespaces
+	// of the same lab, at VRRPv2 advert_int 1 s and VRRPv3 advert_int 100 ms (Netns only).
+	Keepalived bool
 }
 
+// Failover modes of BenchFailover.
+const (
+	// ModeKill: SIGKILL the holder's agent; its services die with it, its links stay up
+	// (a crashed process: the VIP is still configured on the dead node).
+	ModeKill = "kill"
+	// ModeLinkDown: the holder's links go down with its agent still running (a cut
+	// cable or dead switch port): the agent must demote itself, the standby fence it.
+	ModeLinkDown = "linkdown"
+	// ModeStop: SIGTERM the holder's agent: it releases its roles cleanly.
+	ModeStop = "stop"
+)
+
 func (o *BenchOptions) defaults() error {
+	switch o.Mode {
+	case "":
+		o.Mode = ModeKill
+	case ModeKill, ModeStop:
+	case ModeLinkDown:
+		if o.Loopback {
+			return fmt.Errorf("%w: Mode %s: needs the namespace lab (not Loopback)", ErrInvalidOption, o.Mode)
+		}
+	default:
+		return fmt.Errorf("%w: Mode %q: want %s, %s or %s", ErrInvalidOption, o.Mode, ModeKill, ModeLinkDown, ModeStop)
+	}
+	if o.Keepalived && o.Loopback {
+		return fmt.Errorf("%w: Keepalived: needs the namespace lab (not Loopback)", ErrInvalidOption)
+	}
 	if o.Trials == 0 {
 		o.Trials = 10
 	}
@@ -78,17 +112,21 @@ func Summarise(ds []time.Duration) Stats {
 	return Stats{N: len(s), Min: s[0], P50: rank(0.50), P95: rank(0.95), Max: s[len(s)-1]}
 }
 
-// FailoverTrial is one measured crash of a role's holder.
+// FailoverTrial is one measured failure of a role's holder.
 type FailoverTrial struct {
 	Trial    int    `json:"trial"`
 	Role     string `json:"role"`
+	Mode     string `json:"mode"`
 	From     string `json:"from"`
 	To       string `json:"to"`
 	OldToken int64  `json:"old_token"`
 	NewToken int64  `json:"new_token"`
-	// KillToRunning: from the SIGKILL of the holder's agent until the role's service
-	// answered from the new holder (probed every 10 ms). Includes the lease expiry.
-	KillToRunning time.Duration `json:"kill_to_running_ns"`
+	// FailToRunning: from the failure (the signal, or the links going down) until the
+	// role's service first answered from the new holder (polled every 10 ms).
+	FailToRunning time.Duration `json:"fail_to_running_ns"`
+	// ClientGap: the longest time the polling client had no successful answer, what a
+	// user of the role sees.
+	ClientGap time.Duration `json:"client_gap_ns"`
 	// DetectToRunning: the takeover event's Total, from the new holder noticing the
 	// claim was gone (start of its "detect" step) until its resources ran.
 	DetectToRunning time.Duration `json:"detect_to_running_ns"`
@@ -98,9 +136,17 @@ type FailoverTrial struct {
 // FailoverReport is the result of BenchFailover.
 type FailoverReport struct {
 	TTL             time.Duration   `json:"ttl_ns"`
+	Mode            string          `json:"mode"`
+	Namespaces      bool            `json:"namespaces"`
 	Trials          []FailoverTrial `json:"trials"`
-	KillToRunning   Stats           `json:"kill_to_running"`
+	FailToRunning   Stats           `json:"fail_to_running"`
+	ClientGap       Stats           `json:"client_gap"`
 	DetectToRunning Stats           `json:"detect_to_running"`
+	// StepP50 is the median of each takeover step (detect, fence, storage, ...).
+	StepP50 map[string]time.Duration `json:"step_p50_ns"`
+	// Keepalived: the same client measurement of keepalived moving a VIP in the same
+	// lab, at VRRPv2 1 s and VRRPv3 100 ms adverts (with BenchOptions.Keepalived).
+	Keepalived []*KeepalivedReport `json:"keepalived,omitempty"`
 }
 
 // MoveTrial is one measured graceful `role move`.
@@ -112,6 +158,8 @@ type MoveTrial struct {
 	// CommandToRunning: from starting `understudy role move` until the service answered
 	// from the target (probed every 10 ms).
 	CommandToRunning time.Duration `json:"command_to_running_ns"`
+	// ClientGap: the longest time a client polling every 10 ms had no answer.
+	ClientGap time.Duration `json:"client_gap_ns"`
 }
 
 // MoveReport is the result of BenchMove.
@@ -119,11 +167,12 @@ type MoveReport struct {
 	TTL              time.Duration `json:"ttl_ns"`
 	Trials           []MoveTrial   `json:"trials"`
 	CommandToRunning Stats         `json:"command_to_running"`
+	ClientGap        Stats         `json:"client_gap"`
 }
 
 // benchFarm starts the seed's start of day for a benchmark.
 func benchFarm(ctx context.Context, opts BenchOptions) (*Farm, error) {
-	f, err := NewFarm(ctx, Options{Binary: opts.Binary, Dir: opts.Dir, TTL: opts.TTL, Log: opts.Log})
+	f, err := NewFarm(ctx, Options{Binary: opts.Binary, Dir: opts.Dir, TTL: opts.TTL, Log: opts.Log, Netns: !opts.Loopback})
 	if err != nil {
 		return nil, err
 	}
@@ -134,31 +183,6 @@ func benchFarm(ctx context.Context, opts BenchOptions) (*Farm, error) {
 		return nil, err
 	}
 	return f, nil
-}
-
-// BenchFailover crashes the holder of role-a Trials times on the seed's start of day
-// (a, b, c active, d standby), restarting the crashed node as the standby after each
-// trial, and measures kill-to-running and detect-to-running.
-func BenchFailover(ctx context.Context, opts BenchOptions) (*FailoverReport, error) {
-	var rep *FailoverReport
-	err := withBenchFarm(ctx, &opts, func(f *Farm) error {
-		rep = &FailoverReport{TTL: f.TTL()}
-		var kill, detect []time.Duration
-		for i := 1; i <= opts.Trials; i++ {
-			tr, err := failoverTrial(ctx, f, opts.StepTimeout)
-			if err != nil {
-				return fmt.Errorf("lab: failover trial %d: %w", i, err)
-			}
-			tr.Trial = i
-			rep.Trials = append(rep.Trials, tr)
-			kill, detect = append(kill, tr.KillToRunning), append(detect, tr.DetectToRunning)
-			_, _ = fmt.Fprintf(opts.Progress, "trial %2d: %s %s -> %s  kill-to-running %s  detect-to-running %s  (%s)\n",
-				i, tr.Role, tr.From, tr.To, shortDur(tr.KillToRunning), shortDur(tr.DetectToRunning), lease.FormatSteps(tr.Steps))
-		}
-		rep.KillToRunning, rep.DetectToRunning = Summarise(kill), Summarise(detect)
-		return nil
-	})
-	return rep, err
 }
 
 // withBenchFarm runs bench on a farm at the seed's start of day and closes the farm
@@ -179,55 +203,13 @@ func withBenchFarm(ctx context.Context, opts *BenchOptions, bench func(f *Farm) 
 	return bench(f)
 }
 
-func failoverTrial(ctx context.Context, f *Farm, timeout time.Duration) (FailoverTrial, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*timeout)
-	defer cancel()
-	tr := FailoverTrial{Role: benchRole}
-	cs, err := f.Status(ctx)
-	if err != nil {
-		return tr, err
-	}
-	tr.From = Holder(cs, benchRole)
-	before, err := f.Probe(ctx, benchRole)
-	if err != nil {
-		return tr, err
-	}
-	tr.OldToken = before.Token
-	killed, err := f.Kill(tr.From)
-	if err != nil {
-		return tr, err
-	}
-	after, at, err := f.WaitServed(ctx, benchRole, serviceProbeInterval, func(r Reply) bool {
-		return r.Node != tr.From && r.Token > before.Token
-	})
-	if err != nil {
-		return tr, err
-	}
-	tr.To, tr.NewToken, tr.KillToRunning = after.Node, after.Token, at.Sub(killed)
-	ev, err := f.WaitEvent(ctx, benchRole, func(ev lease.Event) bool {
-		return ev.Kind == takeover.EventTakeover && ev.Token == after.Token
-	})
-	if err != nil {
-		return tr, err
-	}
-	tr.DetectToRunning, tr.Steps = ev.Total, ev.Steps
-	// Back to N+M before the next trial: the crashed node returns as the standby.
-	if err := f.StartNode(ctx, tr.From); err != nil {
-		return tr, err
-	}
-	_, err = f.WaitFor(ctx, tr.From+" standby again", func(cs takeover.ClusterStatus) bool {
-		return IsStandby(cs, tr.From) && Holds(cs, tr.To, benchRole)
-	})
-	return tr, err
-}
-
 // BenchMove moves role-a Trials times with `understudy role move` between its holder and
 // the standby, on the seed's start of day, and measures command-to-running.
 func BenchMove(ctx context.Context, opts BenchOptions) (*MoveReport, error) {
 	var rep *MoveReport
 	err := withBenchFarm(ctx, &opts, func(f *Farm) error {
 		rep = &MoveReport{TTL: f.TTL()}
-		var ds []time.Duration
+		var ds, gaps []time.Duration
 		for i := 1; i <= opts.Trials; i++ {
 			tr, err := moveTrial(ctx, f, opts.StepTimeout)
 			if err != nil {
@@ -235,11 +217,11 @@ func BenchMove(ctx context.Context, opts BenchOptions) (*MoveReport, error) {
 			}
 			tr.Trial = i
 			rep.Trials = append(rep.Trials, tr)
-			ds = append(ds, tr.CommandToRunning)
-			_, _ = fmt.Fprintf(opts.Progress, "trial %2d: %s %s -> %s  command-to-running %s\n",
-				i, tr.Role, tr.From, tr.To, shortDur(tr.CommandToRunning))
+			ds, gaps = append(ds, tr.CommandToRunning), append(gaps, tr.ClientGap)
+			_, _ = fmt.Fprintf(opts.Progress, "trial %2d: %s %s -> %s  client gap %s  command-to-running %s\n",
+				i, tr.Role, tr.From, tr.To, shortDur(tr.ClientGap), shortDur(tr.CommandToRunning))
 		}
-		rep.CommandToRunning = Summarise(ds)
+		rep.CommandToRunning, rep.ClientGap = Summarise(ds), Summarise(gaps)
 		return nil
 	})
 	return rep, err
@@ -259,6 +241,14 @@ func moveTrial(ctx context.Context, f *Farm, timeout time.Duration) (MoveTrial, 
 		return tr, fmt.Errorf("%w: a standby to move %s to", ErrWait, benchRole)
 	}
 	tr.To = standbys[0]
+	r, err := f.Role(benchRole)
+	if err != nil {
+		return tr, err
+	}
+	p, err := StartPoller(ctx, PollerOptions{URL: "http://" + r.Addr() + "/", Dial: f.clientDial()})
+	if err != nil {
+		return tr, err
+	}
 	start := time.Now()
 	// The command may or may not wait for the handoff; probe while it runs either way.
 	cliErr := make(chan error, 1)
@@ -267,6 +257,10 @@ func moveTrial(ctx context.Context, f *Farm, timeout time.Duration) (MoveTrial, 
 		cliErr <- err
 	}()
 	_, at, err := f.WaitServed(ctx, benchRole, serviceProbeInterval, func(r Reply) bool { return r.Node == tr.To })
+	if err == nil {
+		err = sleepCtx(ctx, gapTail)
+	}
+	samples := p.Stop()
 	if cerr := <-cliErr; cerr != nil {
 		return tr, cerr
 	}
@@ -274,6 +268,7 @@ func moveTrial(ctx context.Context, f *Farm, timeout time.Duration) (MoveTrial, 
 		return tr, err
 	}
 	tr.CommandToRunning = at.Sub(start)
+	tr.ClientGap, _, _ = LongestGap(samples, start, time.Now())
 	_, err = f.WaitFor(ctx, tr.From+" standby after the move", func(cs takeover.ClusterStatus) bool {
 		return IsStandby(cs, tr.From) && Holds(cs, tr.To, benchRole)
 	})

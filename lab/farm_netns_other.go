@@ -19,6 +19,11 @@ type netnsFarm struct {
 
 type san struct{}
 
+func (*san) addLUN(context.Context) (int, error) {
+	return 0, fmt.Errorf("%w: the lab SAN", ErrUnsupported)
+}
+func (*san) url(string, int) string { return "" }
+
 func (f *Farm) startNetns(context.Context, *clientv3.Config) error {
 	return fmt.Errorf("%w: the namespace lab", ErrUnsupported)
 }

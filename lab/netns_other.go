@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"syscall"
+	"time"
 )
 
 // Addresses of the lab network's fixed hosts (see netns_linux.go).
@@ -19,8 +21,12 @@ const (
 type NetnsHost struct {
 	NS   string
 	Addr string
+	Ctl  string
+	SAN  string
 	MAC  net.HardwareAddr
 }
+
+const netnsClientHost = 100
 
 // Netns is a lab network of namespaces; Linux only.
 type Netns struct{}
@@ -51,3 +57,58 @@ func (*NetnsProcs) Close() error { return nil }
 func DetachLoops(string) ([]string, error) {
 	return nil, fmt.Errorf("%w: loop devices", ErrUnsupported)
 }
+
+var errNoNetns = fmt.Errorf("%w: network namespaces", ErrUnsupported)
+
+// AddNode needs Linux network namespaces.
+func (*Netns) AddNode(context.Context, string) (NetnsHost, error) { return NetnsHost{}, errNoNetns }
+
+// Node needs Linux network namespaces.
+func (*Netns) Node(string) (NetnsHost, error) { return NetnsHost{}, errNoNetns }
+
+// Prefix is empty: no lab network exists here.
+func (*Netns) Prefix() string { return "" }
+
+// Etcd is empty: no lab network exists here.
+func (*Netns) Etcd() NetnsHost { return NetnsHost{} }
+
+// SAN is empty: no lab network exists here.
+func (*Netns) SAN() NetnsHost { return NetnsHost{} }
+
+// Client is empty: no lab network exists here.
+func (*Netns) Client() NetnsHost { return NetnsHost{} }
+
+// SetLink needs Linux network namespaces.
+func (*Netns) SetLink(context.Context, string, bool) error { return errNoNetns }
+
+// SetLinkOn needs Linux network namespaces.
+func (*Netns) SetLinkOn(context.Context, string, bool, ...string) error { return errNoNetns }
+
+// Reboot needs Linux network namespaces.
+func (*Netns) Reboot(context.Context, string) error { return errNoNetns }
+
+// DialContext returns a dialer that always fails here.
+func (*Netns) DialContext(string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(context.Context, string, string) (net.Conn, error) { return nil, errNoNetns }
+}
+
+// Start needs Linux.
+func (*NetnsProcs) Start(string, string, []string, []string, string) error { return errNoNetns }
+
+// Signal needs Linux.
+func (*NetnsProcs) Signal(string, syscall.Signal) (time.Time, error) { return time.Time{}, errNoNetns }
+
+// Stop does nothing: nothing was started.
+func (*NetnsProcs) Stop(context.Context, string) error { return nil }
+
+// Kill needs Linux.
+func (*NetnsProcs) Kill(string) (time.Time, error) { return time.Time{}, errNoNetns }
+
+// PID is 0: nothing runs.
+func (*NetnsProcs) PID(string) int { return 0 }
+
+// Exited needs Linux.
+func (*NetnsProcs) Exited(string) (<-chan struct{}, error) { return nil, errNoNetns }
+
+// ExitErr is nil: nothing ran.
+func (*NetnsProcs) ExitErr(string) error { return nil }

@@ -174,6 +174,19 @@ func (p *NetnsProcs) Kill(name string) (time.Time, error) {
 	return signalAndWait(ctx, name, proc, syscall.SIGKILL)
 }
 
+// Signal sends sig to name's process and returns the moment it did, without waiting.
+func (p *NetnsProcs) Signal(name string, sig syscall.Signal) (time.Time, error) {
+	proc, err := p.running(name)
+	if err != nil {
+		return time.Time{}, err
+	}
+	at := time.Now()
+	if err := signalProcess(proc.cmd.Process.Pid, sig); err != nil {
+		return at, fmt.Errorf("lab: %s: signal %v to pid %d: %w", name, sig, proc.cmd.Process.Pid, err)
+	}
+	return at, nil
+}
+
 // Stop shuts name down gracefully: SIGTERM, then SIGKILL when ctx ends first. A process
 // that already exited is not an error.
 func (p *NetnsProcs) Stop(ctx context.Context, name string) error {

@@ -18,6 +18,9 @@ const (
 	DefaultPollTimeout  = 100 * time.Millisecond
 )
 
+// dialFunc makes a connection, e.g. from inside a lab namespace (Netns.DialContext).
+type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
+
 // PollerOptions configure a Poller.
 type PollerOptions struct {
 	URL      string        // e.g. "http://192.0.2.50:8080/"
@@ -25,7 +28,7 @@ type PollerOptions struct {
 	Timeout  time.Duration // per request, dial included; default 100 ms
 	// Dial makes the connections, e.g. Netns.DialContext of the client namespace; nil
 	// dials from this process's namespace.
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	Dial dialFunc
 }
 
 // Sample is one request of a Poller.

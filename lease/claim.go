@@ -27,6 +27,10 @@ type LastHolder struct {
 	Clean  bool      `json:"clean"` // released gracefully: next holder need not fence
 	Reason string    `json:"reason,omitempty"`
 	Time   time.Time `json:"time"` // wall clock, display only
+	// MACs are the holder's hardware addresses on its roles' VIP interfaces: after
+	// fencing it, the next holder may find them still answering for the VIP (the
+	// crashed agent's host keeps the address until it reboots) and takes it anyway.
+	MACs []string `json:"macs,omitempty"`
 }
 
 // TryClaim tries, without blocking, to claim role for node with sess's lease, in one
@@ -131,11 +135,11 @@ func (s *Store) Rebind(ctx context.Context, sess *Session, c Claim) (Claim, erro
 // touching storage: from then on a crash of this node means the next holder must fence
 // it. It also deletes roles/<role>/target if that names c.Node (the move arrived).
 // ErrNotHolder if the claim is gone or replaced.
-func (s *Store) MarkHolder(ctx context.Context, c Claim, nodeID uint32) error {
+func (s *Store) MarkHolder(ctx context.Context, c Claim, nodeID uint32, macs ...string) error {
 	if err := s.checkClaim(c); err != nil {
 		return err
 	}
-	b, err := json.Marshal(LastHolder{Node: c.Node, NodeID: nodeID, Token: c.Token, Time: time.Now()})
+	b, err := json.Marshal(LastHolder{Node: c.Node, NodeID: nodeID, Token: c.Token, Time: time.Now(), MACs: macs})
 	if err != nil {
 		return fmt.Errorf("lease: encode last holder of role %q: %w", c.Role, err)
 	}

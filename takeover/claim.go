@@ -166,14 +166,14 @@ func (a *Agent) acquire(ctx context.Context, st *lease.Store, sess *lease.Sessio
 	}
 	ev := lease.Event{Role: r.Name, Node: a.cfg.Node, Token: c.Token, From: prev.Node}
 
-	fenceStep, err := a.fenceLast(tctx, r, prev)
+	fenceStep, fenced, err := a.fenceLast(tctx, r, prev)
 	steps = append(steps, fenceStep)
 	if err == nil {
-		err = timed(&steps, "mark", func() error { return st.MarkHolder(tctx, c, a.id) })
+		err = timed(&steps, "mark", func() error { return st.MarkHolder(tctx, c, a.id, vipMACs(r)...) })
 	}
 	var h *heldRole
 	if err == nil {
-		h, err = a.startRole(tctx, r, c, &steps)
+		h, err = a.startRole(tctx, r, c, fenced, &steps)
 	}
 	ev.Steps, ev.Total = steps, time.Since(first)
 	if err != nil {
@@ -191,6 +191,9 @@ func (a *Agent) acquire(ctx context.Context, st *lease.Store, sess *lease.Sessio
 	a.metrics.transitions.WithLabelValues(r.Name, EventTakeover).Inc()
 	for _, s := range steps {
 		a.metrics.stepDuration.WithLabelValues(s.Name).Observe(s.Duration.Seconds())
+	}
+	if prev.Node != "" && steps[0].Name == "detect" { // a failover this node saw begin, not a first start
+		a.metrics.failover.Observe(ev.Total.Seconds())
 	}
 	log.Info("role taken over", zap.Duration("duration", ev.Total), zap.Any("steps", steps))
 }

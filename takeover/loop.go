@@ -230,7 +230,7 @@ func (l *loop) carryOver(ctx context.Context, v *lease.View) {
 					err = lease.ErrNotHolder
 				}
 			default:
-				err = l.st.MarkHolder(cctx, c, a.id)
+				err = l.st.MarkHolder(cctx, c, a.id, vipMACs(h.spec)...)
 			}
 		default:
 			err = lease.ErrNotHolder

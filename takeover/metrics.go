@@ -14,6 +14,7 @@ type metrics struct {
 	transitions  *prometheus.CounterVec
 	claimLatency prometheus.Histogram
 	stepDuration *prometheus.HistogramVec
+	failover     prometheus.Histogram
 	nodeState    *prometheus.GaugeVec
 }
 
@@ -38,6 +39,11 @@ func newMetrics(keepaliveAge func() float64) *metrics {
 			Help:    "Duration of each takeover step (detect, fence, exec, ...).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}, []string{"step"}),
+		failover: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "understudy_failover_seconds",
+			Help:    "Time from seeing a role orphaned to running it here, for roles that had a previous holder.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+		}),
 		nodeState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "understudy_node_state",
 			Help: "1 for the state this node is in, 0 for the others.",
@@ -47,7 +53,7 @@ func newMetrics(keepaliveAge func() float64) *metrics {
 		Name: "understudy_keepalive_age_seconds",
 		Help: "Seconds since the last acknowledged lease keepalive was sent; the agent demotes itself near the TTL.",
 	}, keepaliveAge)
-	m.reg.MustRegister(m.roleHeld, m.transitions, m.claimLatency, m.stepDuration, m.nodeState, keepalive,
+	m.reg.MustRegister(m.roleHeld, m.transitions, m.claimLatency, m.stepDuration, m.failover, m.nodeState, keepalive,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

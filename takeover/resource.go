@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -48,6 +49,9 @@ type RoleContext struct {
 	// Log is the role's logger, carrying the role field (resources do not add it
 	// again); nil means the resource's own logger, or none.
 	Log *zap.Logger
+	// FencedMACs are the hardware addresses of the previous holder this takeover
+	// fenced: the vip resource lets them still answer for the address.
+	FencedMACs []net.HardwareAddr
 }
 
 // logger returns rc.Log or a no-op logger, so resources never check for nil.

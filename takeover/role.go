@@ -3,6 +3,7 @@ package takeover
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -87,33 +88,61 @@ func (a *Agent) buildChain(r lease.RoleSpec) (*Chain, map[string]<-chan error, e
 // fenceLast registers this node on the role's storage and fences the previous holder,
 // unless it released cleanly (or there was none, or it was this node's own earlier life,
 // whose processes and mounts the agent cleaned up before it joined). A fence that fails
-// stops the takeover.
-func (a *Agent) fenceLast(ctx context.Context, r lease.RoleSpec, prev lease.LastHolder) (lease.Step, error) {
+// stops the takeover. It returns the fenced holder's MACs (see lease.LastHolder.MACs)
+// when a real fence ran, for the vip resource.
+func (a *Agent) fenceLast(ctx context.Context, r lease.RoleSpec, prev lease.LastHolder) (lease.Step, []net.HardwareAddr, error) {
 	t := time.Now()
 	step := lease.Step{Name: "fence"}
 	f, err := a.fencerFor(r)
 	if err == nil {
 		err = f.Join(ctx)
 	}
+	var fenced []net.HardwareAddr
 	if err == nil && prev.Node != "" && !prev.Clean && prev.Node != a.cfg.Node {
 		err = f.Fence(ctx, prev)
+		if _, none := f.(noFence); err == nil && !none {
+			fenced = parseMACs(prev.MACs)
+		}
 	}
 	step.Duration = time.Since(t)
 	if err != nil {
 		err = fmt.Errorf("takeover: fence %s for role %q: %w", prev.Node, r.Name, err)
 		step.Err = err.Error()
 	}
-	return step, err
+	return step, fenced, err
+}
+
+// vipMACs is what this node records as holder of r: the MAC of r's VIP interface.
+func vipMACs(r lease.RoleSpec) []string {
+	if r.VIP == nil || r.VIP.Interface == "" {
+		return nil
+	}
+	ifc, err := net.InterfaceByName(r.VIP.Interface)
+	if err != nil || len(ifc.HardwareAddr) == 0 {
+		return nil
+	}
+	return []string{ifc.HardwareAddr.String()}
+}
+
+// parseMACs parses what vipMACs recorded, skipping anything malformed.
+func parseMACs(ss []string) []net.HardwareAddr {
+	var macs []net.HardwareAddr
+	for _, s := range ss {
+		if m, err := net.ParseMAC(s); err == nil {
+			macs = append(macs, m)
+		}
+	}
+	return macs
 }
 
 // startRole builds and starts the role's resources and watches the exec resource.
-func (a *Agent) startRole(ctx context.Context, r lease.RoleSpec, c lease.Claim, steps *[]lease.Step) (*heldRole, error) {
+func (a *Agent) startRole(ctx context.Context, r lease.RoleSpec, c lease.Claim, fenced []net.HardwareAddr, steps *[]lease.Step) (*heldRole, error) {
 	chain, failed, err := a.build(r)
 	if err != nil {
 		return nil, fmt.Errorf("takeover: role %q: %w", r.Name, err)
 	}
 	rc := RoleContext{Role: r.Name, Node: a.cfg.Node, NodeID: a.id, Token: c.Token,
-		Log: a.log.With(zap.String("role", r.Name), zap.Int64("token", c.Token))}
+		Log: a.log.With(zap.String("role", r.Name), zap.Int64("token", c.Token)), FencedMACs: fenced}
 	started, err := chain.Start(ctx, rc)
 	*steps = append(*steps, started...)
 	if err != nil {

@@ -44,7 +44,7 @@ func (v *VIP) Start(ctx context.Context, rc RoleContext) error {
 	if err != nil {
 		return err
 	}
-	if err := v.prepare(ctx, h, ifc, log); err != nil {
+	if err := v.prepare(ctx, h, ifc, rc.FencedMACs, log); err != nil {
 		h.Close()
 		return err
 	}
@@ -60,7 +60,7 @@ func (v *VIP) Start(ctx context.Context, rc RoleContext) error {
 }
 
 // prepare does what comes before adding the address: leftover, probe.
-func (v *VIP) prepare(ctx context.Context, h *netlink.Handle, ifc ifaceInfo, log *zap.Logger) error {
+func (v *VIP) prepare(ctx context.Context, h *netlink.Handle, ifc ifaceInfo, fenced []net.HardwareAddr, log *zap.Logger) error {
 	if _, err := v.removeLeftover(h, ifc, log); err != nil {
 		return err
 	}
@@ -70,8 +70,9 @@ func (v *VIP) prepare(ctx context.Context, h *netlink.Handle, ifc ifaceInfo, log
 	}
 	var foreign []net.HardwareAddr
 	for _, m := range macs {
-		if slices.ContainsFunc(v.AllowAnsweredBy, func(a net.HardwareAddr) bool { return bytes.Equal(a, m) }) {
-			log.Info("vip still answered by an allowed host", zap.String("mac", m.String()))
+		allowed := func(a net.HardwareAddr) bool { return bytes.Equal(a, m) }
+		if slices.ContainsFunc(v.AllowAnsweredBy, allowed) || slices.ContainsFunc(fenced, allowed) {
+			log.Info("vip still answered by an allowed host (the fenced previous holder)", zap.String("mac", m.String()))
 			continue
 		}
 		foreign = append(foreign, m)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -66,13 +67,21 @@ func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure failover and move times on a lab cluster on this machine",
-		Long: `bench starts the demo's lab (embedded etcd, agents a, b, c active, d standby, on
-127.0.0.1) and measures how long role-a is unavailable:
+		Long: `bench builds the demo's lab (network namespaces, etcd, tgtd; agents a, b, c
+active with role-a, role-b, role-c, d standby) and measures role-a as a user sees it: a
+client in the client namespace asks role-a's VIP every 10 ms, and the figure is the
+longest gap in successful answers.
 
-  failover  kill -9 the holder's agent, time until the service answers from the new holder
-            (kill-to-running) and the takeover's own time from detecting the expired claim
-            to running (detect-to-running); the killed node restarts as the standby.
-  move      'understudy role move' to the standby, time until the service answers there.`,
+  failover  fail the holder (--mode kill: kill -9 its agent; linkdown: its links go down
+            with the agent running; stop: SIGTERM, a clean release), then bring it back
+            as the standby; also fail-to-running, detect-to-running and each takeover
+            step. With --keepalived (default) the same client then measures keepalived
+            moving a VIP between two more namespaces of the same lab, VRRPv2 advert_int 1
+            and VRRPv3 advert_int 0.1 (keepalived moves only an address).
+  move      'understudy role move' to the standby: command-to-running and client gap.
+  scale     many lightweight in-process agents against a 3-member etcd.
+
+--loopback runs failover (kill, stop) and move on 127.0.0.1 without root.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRunE,
 	}
@@ -92,6 +101,7 @@ func (b *benchFlags) register(cmd *cobra.Command) {
 	f.DurationVar(&b.opts.TTL, "ttl", lab.DefaultTTL, "lease TTL of the lab's agents (whole seconds)")
 	f.StringVar(&b.opts.Dir, "dir", "", "new or empty directory for etcd data and agent logs (kept); default a temporary one")
 	f.StringVarP(&b.output, "output", "o", formatTable, "output format: table or json")
+	f.BoolVar(&b.opts.Loopback, "loopback", false, "run on 127.0.0.1 without root (no namespaces, storage, fencing or VIPs)")
 }
 
 // prepare validates the flags and fills what the command knows.
@@ -119,13 +129,27 @@ func (b *benchFlags) prepare(cmd *cobra.Command) error {
 func newBenchFailoverCmd() *cobra.Command {
 	var b benchFlags
 	cmd := &cobra.Command{
-		Use:     "failover",
-		Short:   "Kill the holder's agent N times; report kill-to-running and detect-to-running",
-		Example: "  understudy bench failover --trials 10\n  understudy bench failover --trials 20 -o json",
-		Args:    cobra.NoArgs,
+		Use:   "failover",
+		Short: "Fail role-a's holder N times; report the client's gap, each step, and keepalived beside it",
+		Example: `  sudo understudy bench failover --trials 10
+  sudo understudy bench failover --mode linkdown --trials 10 -o json
+  sudo understudy bench failover --mode stop --keepalived=false`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := b.prepare(cmd); err != nil {
 				return err
+			}
+			switch b.opts.Mode {
+			case lab.ModeKill, lab.ModeStop:
+			case lab.ModeLinkDown:
+				if b.opts.Loopback {
+					return usageErrorf("invalid --mode linkdown with --loopback: links exist only in the namespace lab")
+				}
+			default:
+				return usageErrorf("invalid --mode %q: allowed kill, linkdown, stop", b.opts.Mode)
+			}
+			if b.opts.Loopback {
+				b.opts.Keepalived = false
 			}
 			rep, err := lab.BenchFailover(cmd.Context(), b.opts)
 			if err != nil {
@@ -134,16 +158,52 @@ func newBenchFailoverCmd() *cobra.Command {
 			if b.output == formatJSON {
 				return writeJSON(cmd.OutOrStdout(), rep)
 			}
-			w := cmd.OutOrStdout()
-			_, _ = fmt.Fprintf(w, "\nfailover of role-a, %d trials, lease TTL %s:\n", len(rep.Trials), rep.TTL)
-			return statsTable(w, map[string]lab.Stats{
-				"kill-to-running":   rep.KillToRunning,
-				"detect-to-running": rep.DetectToRunning,
-			}, "kill-to-running", "detect-to-running")
+			return failoverTable(cmd.OutOrStdout(), rep)
 		},
 	}
 	b.register(cmd)
+	cmd.Flags().StringVar(&b.opts.Mode, "mode", lab.ModeKill, "how the holder fails: kill, linkdown or stop")
+	cmd.Flags().BoolVar(&b.opts.Keepalived, "keepalived", true, "also measure keepalived (VRRPv2 1 s, VRRPv3 100 ms adverts) in the same lab")
 	return cmd
+}
+
+// failoverTable prints the failover report: understudy's figures, its step medians, and
+// keepalived's gaps with the ratio of medians.
+func failoverTable(w io.Writer, rep *lab.FailoverReport) error {
+	where := "network namespaces (iSCSI storage, SCSI-3 fencing, VIP)"
+	if !rep.Namespaces {
+		where = "127.0.0.1 (executables only)"
+	}
+	_, _ = fmt.Fprintf(w, "\nfailover of role-a, mode %s, %d trials, lease TTL %s, %s:\n", rep.Mode, len(rep.Trials), rep.TTL, where)
+	stats := map[string]lab.Stats{
+		"client gap":        rep.ClientGap,
+		"fail-to-running":   rep.FailToRunning,
+		"detect-to-running": rep.DetectToRunning,
+	}
+	order := []string{"client gap", "fail-to-running", "detect-to-running"}
+	for _, k := range rep.Keepalived {
+		name := fmt.Sprintf("keepalived v%d %s", k.Version, k.AdvertInt)
+		stats[name] = k.Gap
+		order = append(order, name)
+	}
+	if err := statsTable(w, stats, order...); err != nil {
+		return err
+	}
+	var steps []string
+	for _, name := range lab.StepOrder(rep.StepP50) {
+		steps = append(steps, name+"="+shortDuration(rep.StepP50[name]))
+	}
+	_, _ = fmt.Fprintf(w, "\ntakeover steps, median: %s\n", strings.Join(steps, " "))
+	for _, k := range rep.Keepalived {
+		if k.Gap.P50 > 0 {
+			_, _ = fmt.Fprintf(w, "client gap p50, understudy / keepalived v%d %s: %.2f\n", k.Version, k.AdvertInt,
+				float64(rep.ClientGap.P50)/float64(k.Gap.P50))
+		}
+	}
+	if len(rep.Keepalived) > 0 {
+		_, _ = fmt.Fprintf(w, "note: %s\n", rep.Keepalived[0].Caveat)
+	}
+	return nil
 }
 
 func newBenchMoveCmd() *cobra.Command {
@@ -166,7 +226,8 @@ func newBenchMoveCmd() *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			_, _ = fmt.Fprintf(w, "\ngraceful move of role-a, %d trials, lease TTL %s:\n", len(rep.Trials), rep.TTL)
-			return statsTable(w, map[string]lab.Stats{"command-to-running": rep.CommandToRunning}, "command-to-running")
+			return statsTable(w, map[string]lab.Stats{"command-to-running": rep.CommandToRunning, "client gap": rep.ClientGap},
+				"client gap", "command-to-running")
 		},
 	}
 	b.register(cmd)
