@@ -33,6 +33,8 @@ var (
 	ErrCLI = errors.New("lab: understudy command failed")
 	// ErrUnsupported: the lab needs Linux (process groups, PDEATHSIG).
 	ErrUnsupported = errors.New("lab: not supported on this operating system")
+	// ErrNoLab: no lab state where one was expected (`lab down`, `lab status`).
+	ErrNoLab = errors.New("lab: no such lab")
 	// ErrInvalidOption: a bad option; the message names it.
 	ErrInvalidOption = errors.New("lab: invalid option")
 )

@@ -25,10 +25,11 @@ const LabRoot = "/run/usl"
 // process that built the farm died without cleaning up.
 const stateFile = "lab.json"
 
-// labState is the content of stateFile.
-type labState struct {
+// LabState is what a namespace farm records about itself in its directory (lab.json).
+type LabState struct {
 	Prefix   string    `json:"prefix"`    // namespace name prefix
 	PID      int       `json:"pid"`       // the process that owns the farm
+	PIDStart uint64    `json:"pid_start"` // its start time (/proc/PID/stat), against pid reuse
 	TgtdCtl  int       `json:"tgtd_ctl"`  // tgtd's control port (its IPC socket's name)
 	Cluster  string    `json:"cluster"`   // cluster name in etcd
 	Endpoint string    `json:"endpoint"`  // etcd client URL, reachable from the etcd namespace
@@ -39,10 +40,11 @@ type labState struct {
 
 // netnsFarm is what a Farm has in Netns mode.
 type netnsFarm struct {
-	net   *Netns
-	infra *NetnsProcs // etcd and tgtd, stopped after the agents
-	san   *san
-	state labState
+	net      *Netns
+	attached *Netns      // Attach: another process's lab network, only dialled into
+	infra    *NetnsProcs // etcd and tgtd, stopped after the agents
+	san      *san
+	state    LabState
 }
 
 // startNetns builds the network, runs etcd in its namespace and tgtd in the SAN's, and
@@ -57,7 +59,7 @@ func (f *Farm) startNetns(ctx context.Context, cfg *clientv3.Config) (err error)
 		return err
 	}
 	etcdNS := f.net.Etcd().NS
-	f.state = labState{Prefix: f.net.Prefix(), PID: os.Getpid(), Cluster: f.opts.Cluster,
+	f.state = LabState{Prefix: f.net.Prefix(), PID: os.Getpid(), PIDStart: procStart(os.Getpid()), Cluster: f.opts.Cluster,
 		Endpoint: NetnsEtcdEndpoint(), EtcdNS: etcdNS, ClientNS: f.net.Client().NS, Started: time.Now()}
 	if err := f.writeState(); err != nil {
 		return err
@@ -116,6 +118,9 @@ func (f *Farm) waitEtcd(ctx context.Context) error {
 // closeNetns stops tgtd and etcd, removes tgtd's socket, detaches the loop devices the
 // agents left and deletes the network. Safe to call twice.
 func (f *Farm) closeNetns() error {
+	if f.attached != nil {
+		f.attached.closeHandles()
+	}
 	if f.net == nil {
 		return nil
 	}

@@ -452,15 +452,20 @@ func inNetns(ns netns.NsHandle, f func() error) error {
 // prefix). The caller stops the processes in them first (NetnsProcs.Close): a
 // namespace lives on while a process or socket uses it. Safe to call twice.
 func (n *Netns) Close() error {
+	n.closeHandles()
+	ctx, cancel := context.WithTimeout(context.Background(), ipTimeout)
+	defer cancel()
+	return CleanupNetns(ctx, n.prefix+"-")
+}
+
+// closeHandles closes the namespace handles dialling opened; no dial works afterwards.
+func (n *Netns) closeHandles() {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	for _, h := range n.handles {
 		_ = h.Close()
 	}
 	n.handles, n.closed = map[string]netns.NsHandle{}, true
-	n.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), ipTimeout)
-	defer cancel()
-	return CleanupNetns(ctx, n.prefix+"-")
 }
 
 // CleanupNetns deletes every namespace whose name starts with prefix, which must start

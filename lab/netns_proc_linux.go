@@ -291,8 +291,31 @@ func detachLoopIf(path, prefix string) (bool, error) {
 	if !strings.HasPrefix(name, prefix) {
 		return false, nil
 	}
+	abortFUSE(info.Device)
 	if err := unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0); err != nil {
 		return false, fmt.Errorf("lab: detach %s (%s): %w", path, name, err)
 	}
 	return true, nil
+}
+
+// fuseConnections is the fusectl file system; the lab mounts it when needed.
+const fuseConnections = "/sys/fs/fuse/connections"
+
+// abortFUSE aborts the FUSE connection behind dev (a loop device's backing file system),
+// if it is one. Why: a lab LUN is a file its agent serves over FUSE, under ext4 on a
+// loop device. When the agent died with the process holding its mount namespace, the
+// namespace's teardown unmounts ext4, whose final flush goes through the loop device to
+// the FUSE file, whose server is the dead agent: the exit hangs in the kernel. Aborting
+// the connection fails that I/O and lets the exit and the unmount finish.
+func abortFUSE(dev uint64) {
+	if unix.Major(dev) != 0 {
+		return // FUSE file systems have anonymous device numbers
+	}
+	conn := filepath.Join(fuseConnections, strconv.FormatUint(uint64(unix.Minor(dev)), 10))
+	if _, err := os.Stat(fuseConnections + "/."); err == nil {
+		if entries, _ := os.ReadDir(fuseConnections); len(entries) == 0 {
+			_ = unix.Mount("fusectl", fuseConnections, "fusectl", 0, "")
+		}
+	}
+	_ = os.WriteFile(filepath.Join(conn, "abort"), []byte("1"), 0o200)
 }

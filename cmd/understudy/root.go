@@ -132,6 +132,7 @@ Exit codes: 0 ok, 1 failure, 2 usage or bad input, 3 status degraded (a role is 
 		a.newNodeCmd(),
 		a.newRoleCmd(),
 		newFenceCmd(), // cmd/understudy/fence.go, owned by the fence engineer
+		newFenceAgentCmd(),
 		// --- lab engineer's commands (demo.go, lab/): the seed story and benchmarks. ---
 		newDemoCmd(),
 		newBenchCmd(),
