@@ -58,13 +58,19 @@ func BenchFailover(ctx context.Context, opts BenchOptions) (*FailoverReport, err
 // benchKeepalivedBeside runs keepalived between two more node namespaces of f's lab, in
 // the same mode, at VRRPv2 1 s and VRRPv3 100 ms adverts.
 func benchKeepalivedBeside(ctx context.Context, f *Farm, opts BenchOptions, rep *FailoverReport) error {
+	nodes := [2]string{"ka1", "ka2"}
+	for _, n := range nodes {
+		if _, err := f.Net().AddNode(ctx, n); err != nil {
+			return err
+		}
+	}
 	for _, v := range []struct {
 		version int
 		advert  time.Duration
 	}{{2, time.Second}, {3, 100 * time.Millisecond}} {
 		_, _ = fmt.Fprintf(opts.Progress, "keepalived VRRPv%d advert_int %s, %s mode, same lab:\n", v.version, v.advert, opts.Mode)
 		kr, err := BenchKeepalived(ctx, KeepalivedOptions{Binary: opts.Binary, Net: f.Net(),
-			Nodes: [2]string{"ka1", "ka2"}, AdvertInt: v.advert, Version: v.version, Mode: opts.Mode,
+			Nodes: nodes, AdvertInt: v.advert, Version: v.version, Mode: opts.Mode,
 			Trials: opts.Trials, Dir: filepath.Join(f.Dir(), fmt.Sprintf("keepalived-v%d", v.version)),
 			Log: opts.Log, Progress: opts.Progress})
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -40,7 +41,10 @@ type Sample struct {
 }
 
 // Poller is a client asking one URL at a fixed rate, as a user of a role would; each
-// request is a new connection, so a moved address is seen at once.
+// request is a new connection, so a moved address is seen at once. A request starts
+// every Interval whether or not the previous ones were answered (at most
+// Timeout/Interval+1 in flight), so an outage is measured to the Interval, not to the
+// Timeout of the requests that were lost in it.
 type Poller struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -63,19 +67,29 @@ func StartPoller(ctx context.Context, o PollerOptions) (*Poller, error) {
 	hc := &http.Client{Timeout: o.Timeout, Transport: tr}
 	ctx, cancel := context.WithCancel(ctx)
 	p := &Poller{cancel: cancel, done: make(chan struct{})}
+	slots := make(chan struct{}, int(o.Timeout/o.Interval)+1)
 	go func() {
 		defer close(p.done)
+		var wg sync.WaitGroup
 		defer tr.CloseIdleConnections()
+		defer wg.Wait()
 		tick := time.NewTicker(o.Interval)
 		defer tick.Stop()
 		for {
-			s := pollOnce(ctx, hc, o.URL, o.Timeout)
-			if ctx.Err() != nil {
-				return // a request cut short by Stop is not an answer
+			select {
+			case slots <- struct{}{}:
+				wg.Go(func() {
+					defer func() { <-slots }()
+					s := pollOnce(ctx, hc, o.URL, o.Timeout)
+					if ctx.Err() != nil {
+						return // a request cut short by Stop is not an answer
+					}
+					p.mu.Lock()
+					p.samples = append(p.samples, s)
+					p.mu.Unlock()
+				})
+			default: // every slot waits on a lost request: this tick's request is skipped
 			}
-			p.mu.Lock()
-			p.samples = append(p.samples, s)
-			p.mu.Unlock()
 			select {
 			case <-ctx.Done():
 				return
@@ -118,11 +132,13 @@ func getReply(ctx context.Context, hc *http.Client, url string) (Reply, error) {
 	return rep, json.NewDecoder(resp.Body).Decode(&rep)
 }
 
-// Samples returns a copy of the samples so far.
+// Samples returns a copy of the samples so far, in order of their start.
 func (p *Poller) Samples() []Sample {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]Sample(nil), p.samples...)
+	s := append([]Sample(nil), p.samples...)
+	p.mu.Unlock()
+	slices.SortFunc(s, func(a, b Sample) int { return a.Start.Compare(b.Start) })
+	return s
 }
 
 // Stop stops polling, waits for the poller's goroutine and returns every sample in order.
@@ -136,6 +152,9 @@ func (p *Poller) Stop() []Sample {
 // the ends of two consecutive successes, or from `from` to the first and from the last
 // to `to`. start and end bound that gap.
 func LongestGap(samples []Sample, from, to time.Time) (gap time.Duration, start, end time.Time) {
+	// Answers may arrive out of order (requests overlap): walk them by arrival.
+	samples = slices.Clone(samples)
+	slices.SortFunc(samples, func(a, b Sample) int { return a.End.Compare(b.End) })
 	prev := from
 	consider := func(t time.Time) {
 		if d := t.Sub(prev); d > gap {
