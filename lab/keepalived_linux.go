@@ -467,7 +467,16 @@ func (b *keepalivedBench) restore(ctx context.Context, node string) error {
 		}
 		return b.startKeepalived(node)
 	case KeepalivedLinkDown:
-		return b.o.Net.SetLink(ctx, node, true)
+		// Its keepalived stayed MASTER while cut off; back on the link, two masters
+		// would resolve by priority, not by who took over. Restart it first, as a node
+		// whose link comes back after a reboot does, so it rejoins as the backup.
+		if err := b.stopKeepalived(node); err != nil {
+			return err
+		}
+		if err := b.o.Net.SetLink(ctx, node, true); err != nil {
+			return err
+		}
+		return b.startKeepalived(node)
 	default:
 		return b.startKeepalived(node)
 	}
