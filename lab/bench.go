@@ -42,6 +42,8 @@ type BenchOptions struct {
 	Mode string
 	// Loopback runs the farm on 127.0.0.1 without root (no storage, fencing or VIPs).
 	Loopback bool
+	// Detection of the roles: lease (default) or fast.
+	Detection string
 	// Keepalived also measures keepalived moving a VIP between two more node namespaces
 	// of the same lab, at VRRPv2 advert_int 1 s and VRRPv3 advert_int 100 ms (Netns only).
 	Keepalived bool
@@ -137,6 +139,7 @@ type FailoverTrial struct {
 type FailoverReport struct {
 	TTL             time.Duration   `json:"ttl_ns"`
 	Mode            string          `json:"mode"`
+	Detection       string          `json:"detection"`
 	Namespaces      bool            `json:"namespaces"`
 	Trials          []FailoverTrial `json:"trials"`
 	FailToRunning   Stats           `json:"fail_to_running"`
@@ -172,7 +175,8 @@ type MoveReport struct {
 
 // benchFarm starts the seed's start of day for a benchmark.
 func benchFarm(ctx context.Context, opts BenchOptions) (*Farm, error) {
-	f, err := NewFarm(ctx, Options{Binary: opts.Binary, Dir: opts.Dir, TTL: opts.TTL, Log: opts.Log, Netns: !opts.Loopback})
+	f, err := NewFarm(ctx, Options{Binary: opts.Binary, Dir: opts.Dir, TTL: opts.TTL, Log: opts.Log, Netns: !opts.Loopback,
+		Detection: opts.Detection})
 	if err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ const gapTail = 300 * time.Millisecond
 func BenchFailover(ctx context.Context, opts BenchOptions) (*FailoverReport, error) {
 	var rep *FailoverReport
 	err := withBenchFarm(ctx, &opts, func(f *Farm) error {
-		rep = &FailoverReport{TTL: f.TTL(), Mode: opts.Mode, Namespaces: f.Net() != nil}
+		rep = &FailoverReport{TTL: f.TTL(), Mode: opts.Mode, Detection: f.opts.Detection, Namespaces: f.Net() != nil}
 		var fail, gap, detect []time.Duration
 		steps := map[string][]time.Duration{}
 		for i := 1; i <= opts.Trials; i++ {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -50,6 +51,9 @@ type Options struct {
 	// then have iSCSI storage fenced with SCSI-3 reservations, a VIP and a write log.
 	// Without it the farm runs on 127.0.0.1 with executables only.
 	Netns bool
+	// Detection of the roles: lease (default) or fast (Netns only: heartbeats on the
+	// client network, the second check over the control network).
+	Detection string
 }
 
 func (o *Options) defaults() error {
@@ -74,6 +78,17 @@ func (o *Options) defaults() error {
 	}
 	if o.Log == nil {
 		o.Log = zap.NewNop()
+	}
+	switch o.Detection {
+	case "":
+		o.Detection = lease.DetectLease
+	case lease.DetectLease:
+	case lease.DetectFast:
+		if !o.Netns {
+			return fmt.Errorf("%w: Detection fast: needs Netns (fencing)", ErrInvalidOption)
+		}
+	default:
+		return fmt.Errorf("%w: Detection %q: want lease or fast", ErrInvalidOption, o.Detection)
 	}
 	return nil
 }
@@ -291,4 +306,10 @@ func (f *Farm) Recover(ctx context.Context, name string) error {
 		}
 	}
 	return f.StartNode(ctx, name)
+}
+
+// Signal sends sig to node name's agent only (SIGSTOP/SIGCONT: a stalled server) and
+// returns the moment it did.
+func (f *Farm) Signal(name string, sig syscall.Signal) (time.Time, error) {
+	return f.procs.Signal(name, sig)
 }

@@ -4,6 +4,7 @@ package lab
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,6 +64,12 @@ func (f *Farm) startNetns(ctx context.Context, cfg *clientv3.Config) (err error)
 		Endpoint: NetnsEtcdEndpoint(), EtcdNS: etcdNS, ClientNS: f.net.Client().NS, Started: time.Now()}
 	if err := f.writeState(); err != nil {
 		return err
+	}
+	// The cluster key of the agents' heartbeats (used when Detection is fast).
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	if err := os.WriteFile(filepath.Join(f.dir, "heartbeat.key"), key, 0o600); err != nil {
+		return fmt.Errorf("lab: heartbeat key: %w", err)
 	}
 	argv := []string{f.opts.Binary, "lab", "etcd", "--dir", filepath.Join(f.dir, "etcd"),
 		"--client-url", NetnsEtcdEndpoint(), "--peer-url", fmt.Sprintf("http://%s:%d", NetnsEtcdAddr, netnsEtcdPeerPort)}

@@ -53,6 +53,8 @@ type agentConfig struct {
 	StateDir     string     `yaml:"state_dir"`
 	LogFormat    string     `yaml:"log_format"`
 	Addresses    []string   `yaml:"addresses,omitempty"`
+	HBListen     string     `yaml:"heartbeat_listen,omitempty"`
+	HBKeyFile    string     `yaml:"heartbeat_key_file,omitempty"`
 }
 
 type etcdConfig struct {
@@ -76,6 +78,9 @@ func (f *Farm) newNode(ctx context.Context, name string) (*node, error) {
 		}
 		n.ns, n.health = h.NS, h.Ctl+":7480"
 		cfg.Addresses = []string{h.Addr, h.Ctl, h.SAN}
+		// Heartbeats on the client network, the second check on the control network's
+		// health endpoint: two paths, as the design asks of fast detection.
+		cfg.HBListen, cfg.HBKeyFile = h.Addr+":7946", filepath.Join(f.dir, "heartbeat.key")
 	} else {
 		ports, err := freePorts(1)
 		if err != nil {

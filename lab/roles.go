@@ -138,6 +138,7 @@ type roleDoc struct {
 	Exec      execDoc     `yaml:"exec"`
 	VIP       *vipDoc     `yaml:"vip,omitempty"`
 	Health    *healthDoc  `yaml:"health,omitempty"`
+	Detection string      `yaml:"detection,omitempty"`
 }
 
 type fenceDoc struct {
@@ -201,6 +202,9 @@ func (f *Farm) roleDoc(r Role) roleDoc {
 	d.Storage = &storageDoc{Device: r.Storage, FSType: "ext4", Mountpoint: r.Mount}
 	d.VIP = &vipDoc{Address: r.VIP + "/24", Interface: "eth0"}
 	d.Health = &healthDoc{Type: "http", Target: "http://" + r.Addr() + "/healthz", Interval: "200ms"}
+	if f.opts.Detection == lease.DetectFast {
+		d.Detection = lease.DetectFast
+	}
 	return d
 }
 

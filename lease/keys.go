@@ -22,6 +22,7 @@ const (
 	suffixClaim  = "/claim"
 	suffixLast   = "/last"
 	suffixTarget = "/target"
+	suffixFence  = "/fencing"
 )
 
 var (
@@ -71,6 +72,7 @@ func (s *Store) qualifyKey(node string) string     { return s.prefix + dirQualif
 func (s *Store) claimKey(role string) string       { return s.prefix + dirRoles + role + suffixClaim }
 func (s *Store) lastKey(role string) string        { return s.prefix + dirRoles + role + suffixLast }
 func (s *Store) targetKey(role string) string      { return s.prefix + dirRoles + role + suffixTarget }
+func (s *Store) fencingKey(role string) string     { return s.prefix + dirRoles + role + suffixFence }
 func (s *Store) commandDir(node string) string     { return s.prefix + dirCommands + node + "/" }
 func (s *Store) commandKey(node, id string) string { return s.commandDir(node) + id }
 

@@ -33,6 +33,8 @@ type NodeRecord struct {
 	Since     time.Time `json:"since"` // wall clock, display only
 	TTL       int64     `json:"ttl"`   // granted TTL seconds
 	Lease     int64     `json:"lease"` // lease id, so status can ask TimeToLive
+	// Heartbeat is where the node receives fast-detection heartbeats (ip:port).
+	Heartbeat string `json:"heartbeat,omitempty"`
 }
 
 // Qualification is the result of checking that a node can run the cluster's roles.

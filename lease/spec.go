@@ -25,6 +25,38 @@ type Spec struct {
 	// until it is fenced; only with SCSI fencing on every role, where the storage
 	// itself rejects a fenced node's writes).
 	EtcdOutage string `yaml:"etcd_outage" json:"etcd_outage"`
+	// Heartbeat tunes fast detection (roles with detection: fast).
+	Heartbeat HeartbeatSpec `yaml:"heartbeat" json:"heartbeat"`
+}
+
+// Values of RoleSpec.Detection.
+const (
+	// DetectLease: a holder is dead when etcd expires its lease (TTL + up to 500 ms).
+	DetectLease = "lease"
+	// DetectFast: a holder is dead when its peer heartbeats stop for Heartbeat.Misses
+	// intervals and a second check of it fails; the standby fences it, revokes its
+	// lease and takes over without waiting for the expiry. Needs scsi or agent fencing.
+	DetectFast = "fast"
+)
+
+// HeartbeatSpec: holders of fast-detected roles send a heartbeat every Interval; a
+// standby suspects a holder after Misses intervals without one.
+type HeartbeatSpec struct {
+	Interval Duration `yaml:"interval" json:"interval"` // default 50ms
+	Misses   int      `yaml:"misses" json:"misses"`     // default 4
+}
+
+// Window is how long a holder may stay silent before it is suspected.
+func (h HeartbeatSpec) Window() time.Duration { return time.Duration(h.Misses) * h.Interval.Std() }
+
+// HasFast reports whether any role uses fast detection.
+func (s *Spec) HasFast() bool {
+	for _, r := range s.Roles {
+		if r.Detection == DetectFast {
+			return true
+		}
+	}
+	return false
 }
 
 // RoleSpec is one role: storage + executable + floating IP (+ health check), and how to
@@ -37,6 +69,8 @@ type RoleSpec struct {
 	Exec      *ExecSpec    `yaml:"exec" json:"exec,omitempty"`
 	VIP       *VIPSpec     `yaml:"vip" json:"vip,omitempty"`
 	Health    *HealthSpec  `yaml:"health" json:"health,omitempty"`
+	// Detection is how standbys find that the holder died: lease (default) or fast.
+	Detection string `yaml:"detection" json:"detection,omitempty"`
 }
 
 // Values of Spec.EtcdOutage.
@@ -207,7 +241,8 @@ func (s *Spec) Role(name string) (*RoleSpec, bool) {
 // UnmarshalYAML implements yaml's (obsolete) Unmarshaler with defaults.
 func (s *Spec) UnmarshalYAML(unmarshal func(any) error) error {
 	type spec Spec
-	v := spec{MaxRolesPerNode: 1, EtcdOutage: OutageDemote}
+	v := spec{MaxRolesPerNode: 1, EtcdOutage: OutageDemote,
+		Heartbeat: HeartbeatSpec{Interval: Duration(50 * time.Millisecond), Misses: 4}}
 	if err := unmarshal(&v); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // FieldError is one problem of a spec, naming the field by its path, for example
@@ -53,6 +54,14 @@ func (s *Spec) Validate() error {
 	default:
 		v.add("etcd_outage", "%q: want demote or keep-running", s.EtcdOutage)
 	}
+	if s.HasFast() {
+		if s.Heartbeat.Interval < Duration(10*time.Millisecond) || s.Heartbeat.Interval > Duration(time.Second) {
+			v.add("heartbeat.interval", "%s: want 10ms to 1s", s.Heartbeat.Interval)
+		}
+		if s.Heartbeat.Misses < 2 || s.Heartbeat.Misses > 100 {
+			v.add("heartbeat.misses", "%d: want 2 to 100 (one lost datagram must not look like a death)", s.Heartbeat.Misses)
+		}
+	}
 	seen := map[string]int{}
 	for i := range s.Roles {
 		r := &s.Roles[i]
@@ -94,6 +103,17 @@ func (v *validator) role(p string, r *RoleSpec) {
 	}
 	if r.Health != nil {
 		v.health(p+".health", r.Health)
+	}
+	switch r.Detection {
+	case "", DetectLease:
+	case DetectFast:
+		if r.Fence == nil || (r.Fence.Method != FenceSCSI && r.Fence.Method != FenceAgent) {
+			// Fast detection may declare a holder dead that is only slow: only a fence
+			// that stops it from writing makes acting on that safe.
+			v.add(p+".detection", "fast needs fence.method scsi or agent: a holder declared dead early must be fenced")
+		}
+	default:
+		v.add(p+".detection", "%q: want lease or fast", r.Detection)
 	}
 }
 

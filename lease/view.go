@@ -24,6 +24,7 @@ type View struct {
 	Claims    map[string]Claim         // by role
 	Last      map[string]LastHolder    // by role
 	Targets   map[string]string        // by role
+	Fencing   map[string]string        // by role: the node fencing its holder early (fast detection)
 	Commands  map[string][]Command     // by node, oldest first
 }
 
@@ -51,6 +52,7 @@ func (s *Store) View(ctx context.Context) (*View, error) {
 		Claims:    map[string]Claim{},
 		Last:      map[string]LastHolder{},
 		Targets:   map[string]string{},
+		Fencing:   map[string]string{},
 		Commands:  map[string][]Command{},
 	}
 	var kvs []*mvccpb.KeyValue
@@ -122,6 +124,8 @@ func (v *View) addRole(role, leaf string, kv *mvccpb.KeyValue) error {
 		return decodeInto(kv.Value, role, v.Last)
 	case suffixTarget:
 		v.Targets[role] = string(kv.Value)
+	case suffixFence:
+		v.Fencing[role] = string(kv.Value)
 	}
 	return nil
 }

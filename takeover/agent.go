@@ -49,6 +49,8 @@ type Agent struct {
 	draining   bool
 	lastRec    string // last node record written, to skip identical writes
 	roleEvent  chan roleFailure
+
+	fast fastState // fast detection: heartbeats and early fencing (fastdetect.go)
 }
 
 // NewAgent checks the configuration and prepares an agent. It does not touch etcd.
@@ -70,6 +72,7 @@ func NewAgent(cfg Config, log *zap.Logger) (*Agent, error) {
 		backoff:   map[string]time.Time{},
 		failures:  map[string]int{},
 		roleEvent: make(chan roleFailure, 16),
+		fast:      newFastState(),
 	}
 	a.build = a.buildChain
 	a.local = LocalStatus{Node: cfg.Node, State: StateDown, TTL: cfg.TTL}
@@ -140,6 +143,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.allocateID(ctx, st); err != nil {
 		return err
 	}
+	stopHB, err := a.startHeartbeats(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopHB()
 	a.san = newSAN(a.cfg.Cluster, a.cfg.Node, a.id, a.log)
 	defer func() {
 		// Logout after every role stopped; bounded by its own context because ctx is done.

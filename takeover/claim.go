@@ -27,6 +27,9 @@ func (l *loop) claimOrphans(ctx context.Context, v *lease.View) {
 		if _, held := v.Claims[r.Name]; held {
 			continue
 		}
+		if f := v.Fencing[r.Name]; f != "" && f != a.cfg.Node {
+			continue // another standby fenced the holder early and is claiming it
+		}
 		if until, ok := a.backoff[r.Name]; ok && time.Now().Before(until) {
 			continue
 		}
@@ -161,9 +164,15 @@ func (a *Agent) acquire(ctx context.Context, st *lease.Store, sess *lease.Sessio
 	first := start
 	if seen, ok := a.orphaned[r.Name]; ok {
 		first = seen
-		steps = append(steps, lease.Step{Name: "detect", Duration: start.Sub(seen)})
+		if pre, ok := a.fast.preSteps[r.Name]; ok { // fenced early: detect, probe, fence, revoke
+			steps = append(steps, pre...)
+			delete(a.fast.preSteps, r.Name)
+		} else {
+			steps = append(steps, lease.Step{Name: "detect", Duration: start.Sub(seen)})
+		}
 		a.metrics.claimLatency.Observe(start.Sub(seen).Seconds())
 	}
+	defer delete(a.fast.preFenced, r.Name)
 	ev := lease.Event{Role: r.Name, Node: a.cfg.Node, Token: c.Token, From: prev.Node}
 
 	fenceStep, fenced, err := a.fenceLast(tctx, r, prev)

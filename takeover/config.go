@@ -52,6 +52,13 @@ type Config struct {
 	Addresses    []string `mapstructure:"addresses" yaml:"addresses"` // this node's IPs, for status
 	LogFormat    string   `mapstructure:"log_format" yaml:"log_format"`
 	LogLevel     string   `mapstructure:"log_level" yaml:"log_level"`
+	// HeartbeatListen is the ip:port this node sends and receives fast-detection
+	// heartbeats on ("" disables: the node can neither hold nor detect fast roles
+	// early; it still takes them over after lease expiry).
+	HeartbeatListen string `mapstructure:"heartbeat_listen" yaml:"heartbeat_listen"`
+	// HeartbeatKeyFile holds the cluster key that authenticates heartbeats (at least
+	// 16 bytes; the same file on every node). Required with HeartbeatListen.
+	HeartbeatKeyFile string `mapstructure:"heartbeat_key_file" yaml:"heartbeat_key_file"`
 }
 
 // EtcdConfig is how the agent reaches etcd.
@@ -93,6 +100,8 @@ var options = []option{
 	{"addresses", "addresses", []string{}, "this node's IP addresses (shown in status)"},
 	{"log_format", "log-format", "json", "log format: json|console"},
 	{"log_level", "log-level", "info", "log level: debug|info|warn|error"},
+	{"heartbeat_listen", "heartbeat-listen", "", "ip:port for fast-detection heartbeats (\"\" disables)"},
+	{"heartbeat_key_file", "heartbeat-key-file", "", "file with the cluster key authenticating heartbeats"},
 }
 
 // configSections are the keys that hold a mapping of further keys.
@@ -302,6 +311,14 @@ func (c Config) Validate() error {
 	if c.HealthListen != "" {
 		if _, port, err := net.SplitHostPort(c.HealthListen); err != nil || !validPort(port) {
 			add("health_listen: %q is not host:port (e.g. \":7480\" or \"127.0.0.1:7480\"; \"\" disables)", c.HealthListen)
+		}
+	}
+	if c.HeartbeatListen != "" {
+		if ap, err := netip.ParseAddrPort(c.HeartbeatListen); err != nil || ap.Addr().IsUnspecified() || ap.Port() == 0 {
+			add("heartbeat_listen: %q: want this node's ip:port as peers reach it (e.g. \"10.0.0.5:7946\")", c.HeartbeatListen)
+		}
+		if c.HeartbeatKeyFile == "" {
+			add("heartbeat_key_file: required with heartbeat_listen (heartbeats are authenticated)")
 		}
 	}
 	if c.StateDir != "" && !filepath.IsAbs(c.StateDir) {

@@ -58,6 +58,7 @@ func (l *loop) run(ctx context.Context) error {
 		case <-l.sess.Done():
 			return lease.ErrSessionLost
 		case <-tick.C:
+			l.fastDetect(ctx)
 			if time.Since(lastFull) < time.Second {
 				l.a.touchLoop()
 				continue
@@ -99,12 +100,10 @@ func (l *loop) mustDemote() bool {
 	return true
 }
 
+// checkInterval: often enough to demote within a small part of the TTL and to notice a
+// silent fast-detection holder within a heartbeat interval or so.
 func checkInterval(ttl time.Duration) time.Duration {
-	iv := ttl / 20
-	if iv < 20*time.Millisecond {
-		iv = 20 * time.Millisecond
-	}
-	return iv
+	return min(max(ttl/20, 20*time.Millisecond), 50*time.Millisecond)
 }
 
 // onlyEvents reports whether a watch batch holds nothing but timeline entries, which
@@ -194,6 +193,7 @@ func (l *loop) reconcile(ctx context.Context, v *lease.View) error {
 	l.claimOrphans(ctx, v)
 	l.failback(ctx, v)
 	l.publish(ctx, v)
+	l.updateHeartbeat(v)
 	return nil
 }
 
@@ -284,7 +284,7 @@ func (l *loop) publish(ctx context.Context, v *lease.View) {
 		a.metrics.setState(state)
 	}
 	rec := lease.NodeRecord{Name: a.cfg.Node, ID: a.id, State: state, Roles: roles,
-		Addresses: a.cfg.Addresses, Health: a.cfg.HealthListen, Version: Version,
+		Addresses: a.cfg.Addresses, Health: a.cfg.HealthListen, Version: Version, Heartbeat: a.cfg.HeartbeatListen,
 		Since: l.since, TTL: int64(l.sess.TTL() / time.Second), Lease: int64(l.sess.ID())}
 	key := fmt.Sprintf("%s|%s|%v", state, strings.Join(roles, ","), l.since.UnixNano())
 	if key != a.lastRec {

@@ -99,7 +99,11 @@ func (a *Agent) fenceLast(ctx context.Context, r lease.RoleSpec, prev lease.Last
 	}
 	var fenced []net.HardwareAddr
 	if err == nil && prev.Node != "" && !prev.Clean && prev.Node != a.cfg.Node {
-		err = f.Fence(ctx, prev)
+		if tok, ok := a.fast.preFenced[r.Name]; ok && tok == prev.Token {
+			step.Name = "join" // fenced and verified moments ago by fastTakeover
+		} else {
+			err = f.Fence(ctx, prev)
+		}
 		if _, none := f.(noFence); err == nil && !none {
 			fenced = parseMACs(prev.MACs)
 		}

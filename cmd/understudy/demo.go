@@ -148,8 +148,14 @@ func newBenchFailoverCmd() *cobra.Command {
 			default:
 				return usageErrorf("invalid --mode %q: allowed kill, linkdown, stop", b.opts.Mode)
 			}
+			if b.opts.Detection != "lease" && b.opts.Detection != "fast" {
+				return usageErrorf("invalid --detection %q: allowed lease, fast", b.opts.Detection)
+			}
 			if b.opts.Loopback {
 				b.opts.Keepalived = false
+				if b.opts.Detection == "fast" {
+					return usageErrorf("invalid --detection fast with --loopback: fast detection needs fencing, which needs the namespace lab")
+				}
 			}
 			rep, err := lab.BenchFailover(cmd.Context(), b.opts)
 			if err != nil {
@@ -164,6 +170,7 @@ func newBenchFailoverCmd() *cobra.Command {
 	b.register(cmd)
 	cmd.Flags().StringVar(&b.opts.Mode, "mode", lab.ModeKill, "how the holder fails: kill, linkdown or stop")
 	cmd.Flags().BoolVar(&b.opts.Keepalived, "keepalived", true, "also measure keepalived (VRRPv2 1 s, VRRPv3 100 ms adverts) in the same lab")
+	cmd.Flags().StringVar(&b.opts.Detection, "detection", "lease", "how standbys detect a dead holder: lease (expiry) or fast (heartbeats + a second check, then fence)")
 	return cmd
 }
 
@@ -174,7 +181,8 @@ func failoverTable(w io.Writer, rep *lab.FailoverReport) error {
 	if !rep.Namespaces {
 		where = "127.0.0.1 (executables only)"
 	}
-	_, _ = fmt.Fprintf(w, "\nfailover of role-a, mode %s, %d trials, lease TTL %s, %s:\n", rep.Mode, len(rep.Trials), rep.TTL, where)
+	_, _ = fmt.Fprintf(w, "\nfailover of role-a, mode %s, detection %s, %d trials, lease TTL %s, %s:\n",
+		rep.Mode, rep.Detection, len(rep.Trials), rep.TTL, where)
 	stats := map[string]lab.Stats{
 		"client gap":        rep.ClientGap,
 		"fail-to-running":   rep.FailToRunning,
