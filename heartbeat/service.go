@@ -62,6 +62,7 @@ func Listen(cfg Config) (*Service, error) {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
+	cfg.Key = append([]byte(nil), cfg.Key...) // the caller may reuse its buffer
 	s := &Service{cfg: cfg, conn: conn, log: cfg.Log, heard: map[string]Heard{}}
 	s.interval.Store(int64(cfg.Interval))
 	return s, nil
@@ -75,6 +76,9 @@ func (s *Service) SetInterval(d time.Duration) {
 	}
 }
 
+// Close closes the socket of a service that will not Run (Run closes its own).
+func (s *Service) Close() error { return s.conn.Close() }
+
 // Addr is the address the service receives on.
 func (s *Service) Addr() string { return s.conn.LocalAddr().String() }
 
@@ -85,7 +89,12 @@ func (s *Service) Run(ctx context.Context, self Self) {
 	wg.Go(func() { s.receive() })
 	defer wg.Wait()
 	defer s.conn.Close() // ends receive
-	var seq uint64
+	// Sequence numbers continue across the sender's lives (a restarted agent, a new
+	// lease): seeded from the wall clock, so a receiver can drop anything not newer than
+	// what it heard, replays of an earlier life included. A clock stepped back only
+	// makes this node's heartbeats look stale until it catches up: the peer then asks
+	// the second check, which finds the agent alive. Liveness only, never safety.
+	seq := uint64(time.Now().UnixNano())
 	next := time.NewTimer(0)
 	defer next.Stop()
 	for {
@@ -123,11 +132,12 @@ func (s *Service) receive() {
 	buf := make([]byte, MaxPacket+1)
 	for {
 		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				s.log.Warn("heartbeat receive", zap.Error(err))
-			}
+		if errors.Is(err, net.ErrClosed) {
 			return
+		}
+		if err != nil {
+			s.log.Warn("heartbeat receive", zap.Error(err)) // e.g. ICMP-induced errors: keep receiving
+			continue
 		}
 		at := time.Now()
 		p, err := Parse(buf[:n], s.cfg.Key)
@@ -139,12 +149,12 @@ func (s *Service) receive() {
 	}
 }
 
-// record keeps p unless it is older than what was heard from its sender in the same
-// lease (a replay or a reordered datagram).
+// record keeps p unless it is not newer than what was heard from its sender (a replay,
+// also of an earlier life, or a reordered datagram).
 func (s *Service) record(p Packet, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.heard[p.Node]; ok && old.Packet.Lease == p.Lease && p.Seq <= old.Packet.Seq {
+	if old, ok := s.heard[p.Node]; ok && p.Seq <= old.Packet.Seq {
 		return
 	}
 	s.heard[p.Node] = Heard{At: at, Packet: p}
