@@ -293,13 +293,7 @@ type prober struct {
 // advertisement to all nodes. The query is sent twice (at 0 and window/2) in case
 // one is lost. A ctx done before the window ends returns ctx's error.
 func probe(ctx context.Context, ifc ifaceInfo, addr netip.Addr, window time.Duration) ([]net.HardwareAddr, error) {
-	var p *prober
-	var err error
-	if addr.Is4() {
-		p, err = newARPProber(ifc, addr)
-	} else {
-		p, err = newDADProber(ifc, addr)
-	}
+	p, err := newProber(ifc, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -309,6 +303,14 @@ func probe(ctx context.Context, ifc ifaceInfo, addr netip.Addr, window time.Dura
 		return nil, fmt.Errorf("probe %s on %s: %w", addr, ifc.name, err)
 	}
 	return macs, nil
+}
+
+// newProber opens the probe's socket (in the caller's network namespace) for addr.
+func newProber(ifc ifaceInfo, addr netip.Addr) (*prober, error) {
+	if addr.Is4() {
+		return newARPProber(ifc, addr)
+	}
+	return newDADProber(ifc, addr)
 }
 
 func newARPProber(ifc ifaceInfo, addr netip.Addr) (*prober, error) {

@@ -21,6 +21,14 @@ const rollbackTimeout = 60 * time.Second
 // timeline shows what the failure cost: "rollback/storage".
 const rollbackPrefix = "rollback/"
 
+// preparer is a resource that can begin a slow, independent check before its turn:
+// Prepare begins it (sockets opened in the caller's goroutine) and returns at once;
+// Start waits for its result; Abort ends it when Start will not run.
+type preparer interface {
+	Prepare(ctx context.Context, rc RoleContext)
+	Abort()
+}
+
 // Chain runs a role's resources in order (fence, storage, exec, vip, health),
 // recording one lease.Step per resource, and undoes them in reverse.
 //
@@ -48,6 +56,14 @@ func NewChain(res ...Resource) *Chain {
 func (c *Chain) Start(ctx context.Context, rc RoleContext) ([]lease.Step, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Checks that wait a fixed time and need nothing from the resources before them
+	// (the VIP's duplicate-address probe) run while those start.
+	for _, r := range c.res {
+		if p, ok := r.(preparer); ok {
+			p.Prepare(ctx, rc)
+			defer p.Abort() // a no-op once Start took the result
+		}
+	}
 	steps := make([]lease.Step, 0, len(c.res))
 	for i, r := range c.res {
 		err := ctx.Err()

@@ -71,8 +71,9 @@ type VIP struct {
 	probeWindow time.Duration
 	schedule    []time.Duration
 
-	opMu sync.Mutex // serialises Start, Stop and Cleanup
-	run  *vipRun    // what Start set up; nil when stopped. Guarded by opMu.
+	opMu    sync.Mutex // serialises Start, Stop, Prepare, Abort and Cleanup
+	run     *vipRun    // what Start set up; nil when stopped. Guarded by opMu.
+	pending *vipProbe  // a probe Prepare began, for Start. Guarded by opMu.
 	// firstAnnounce is the time from entering Start to the first announcement
 	// leaving, for the timing benchmark. Guarded by opMu.
 	firstAnnounce time.Duration

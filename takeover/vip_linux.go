@@ -28,9 +28,10 @@ type vipRun struct {
 
 // Start resolves the interface (it must exist, be up and have carrier), removes a
 // leftover of a crashed run, probes for hosts answering for the address (failing
-// with an *AnsweredError naming their MACs unless they are in AllowAnsweredBy),
-// adds the address, and returns once the first announcement is sent; the rest of
-// announceSchedule is sent by a goroutine that Stop ends. Start leaves nothing
+// with an *AnsweredError naming their MACs unless they are in AllowAnsweredBy or
+// rc.FencedMACs), adds the address, and returns once the first announcement is sent;
+// the rest of announceSchedule is sent by a goroutine that Stop ends. After Prepare,
+// Start waits for the probe Prepare began instead of probing. Start leaves nothing
 // behind on error.
 func (v *VIP) Start(ctx context.Context, rc RoleContext) error {
 	t0 := time.Now()
@@ -40,11 +41,26 @@ func (v *VIP) Start(ctx context.Context, rc RoleContext) error {
 		return fmt.Errorf("vip %s: %w", v.cfg.prefix, ErrVIPRunning)
 	}
 	log := rc.logger().With(zap.String("vip", v.cfg.prefix.String()), zap.String("interface", v.cfg.ifname))
-	h, ifc, err := v.openInterface()
-	if err != nil {
-		return err
+	var h *netlink.Handle
+	var ifc ifaceInfo
+	var macs []net.HardwareAddr
+	var err error
+	if pp := v.pending; pp != nil {
+		v.pending = nil
+		<-pp.done
+		h, ifc, macs, err = pp.h, pp.ifc, pp.macs, pp.err
+	} else {
+		if h, ifc, err = v.openInterface(); err != nil {
+			return err
+		}
+		if _, err = v.removeLeftover(h, ifc, log); err == nil {
+			macs, err = probe(ctx, ifc, v.cfg.prefix.Addr(), v.probeWindow)
+		}
 	}
-	if err := v.prepare(ctx, h, ifc, rc.FencedMACs, log); err != nil {
+	if err == nil {
+		err = v.checkAnswers(ctx, ifc, macs, rc.FencedMACs, log)
+	}
+	if err != nil {
 		h.Close()
 		return err
 	}
@@ -59,15 +75,70 @@ func (v *VIP) Start(ctx context.Context, rc RoleContext) error {
 	return nil
 }
 
-// prepare does what comes before adding the address: leftover, probe.
-func (v *VIP) prepare(ctx context.Context, h *netlink.Handle, ifc ifaceInfo, fenced []net.HardwareAddr, log *zap.Logger) error {
-	if _, err := v.removeLeftover(h, ifc, log); err != nil {
-		return err
+// vipProbe is a duplicate-address probe Prepare began and Start (or Abort) ends.
+type vipProbe struct {
+	h      *netlink.Handle
+	ifc    ifaceInfo
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the probe finished; then macs and err are set
+	macs   []net.HardwareAddr
+	err    error
+}
+
+// Prepare begins the duplicate-address probe so that it runs while the resources
+// before the VIP start (storage, exec): the probe waits a fixed window, whatever else
+// happens. Sockets are opened here, in the caller's network namespace; only the wait
+// runs on a goroutine, which Start or Abort ends. A failure here is left to Start,
+// which then does everything itself.
+func (v *VIP) Prepare(ctx context.Context, rc RoleContext) {
+	v.opMu.Lock()
+	defer v.opMu.Unlock()
+	if v.run != nil || v.pending != nil {
+		return
 	}
-	macs, err := probe(ctx, ifc, v.cfg.prefix.Addr(), v.probeWindow)
+	log := rc.logger().With(zap.String("vip", v.cfg.prefix.String()), zap.String("interface", v.cfg.ifname))
+	h, ifc, err := v.openInterface()
 	if err != nil {
-		return fmt.Errorf("vip %s: %w", v.cfg.prefix.Addr(), err)
+		return
 	}
+	if _, err := v.removeLeftover(h, ifc, log); err != nil {
+		h.Close()
+		return
+	}
+	pr, err := newProber(ifc, v.cfg.prefix.Addr())
+	if err != nil {
+		h.Close()
+		return
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	pp := &vipProbe{h: h, ifc: ifc, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(pp.done)
+		defer pr.s.Close()
+		pp.macs, pp.err = pr.run(pctx, ifc.mac, v.probeWindow)
+		if pp.err != nil {
+			pp.err = fmt.Errorf("vip %s: probe on %s: %w", v.cfg.prefix.Addr(), ifc.name, pp.err)
+		}
+	}()
+	v.pending = pp
+}
+
+// Abort ends a probe Prepare began when Start will not run (an earlier resource
+// failed). A no-op otherwise.
+func (v *VIP) Abort() {
+	v.opMu.Lock()
+	defer v.opMu.Unlock()
+	if pp := v.pending; pp != nil {
+		v.pending = nil
+		pp.cancel()
+		<-pp.done
+		pp.h.Close()
+	}
+}
+
+// checkAnswers fails with an *AnsweredError when a host other than the allowed ones
+// (AllowAnsweredBy, the fenced previous holder) answered the probe.
+func (v *VIP) checkAnswers(ctx context.Context, ifc ifaceInfo, macs, fenced []net.HardwareAddr, log *zap.Logger) error {
 	var foreign []net.HardwareAddr
 	for _, m := range macs {
 		allowed := func(a net.HardwareAddr) bool { return bytes.Equal(a, m) }

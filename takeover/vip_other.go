@@ -17,6 +17,14 @@ import (
 
 type vipRun struct{}
 
+type vipProbe struct{}
+
+// Prepare does nothing here: Start fails anyway.
+func (v *VIP) Prepare(context.Context, RoleContext) {}
+
+// Abort does nothing: nothing was prepared.
+func (v *VIP) Abort() {}
+
 // Start implements Resource; see vip_linux.go.
 func (v *VIP) Start(ctx context.Context, rc RoleContext) error {
 	return fmt.Errorf("vip %s: %w", v.cfg.prefix, ErrUnsupported)

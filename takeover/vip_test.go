@@ -527,3 +527,42 @@ func FuzzVIPParseNA(f *testing.F) {
 		}
 	})
 }
+
+// TestVIPPreparedProbe: the probe Prepare begins (as Chain.Start does, so it runs
+// while storage and exec start) decides Start exactly as Start's own probe would;
+// Abort ends it without a trace.
+func TestVIPPreparedProbe(t *testing.T) {
+	ctx := vipCtx(t)
+	lab := newNSLab(t, "us", "other")
+	us, other := lab.nodes["us"], lab.nodes["other"]
+	lab.holdVIP(other, vip4)
+	rc := RoleContext{Role: "web", Node: us.name, NodeID: 1, Token: 7, Log: vipLogger(t)}
+	v := newLabVIP(t, vip4)
+
+	err := inNS(us.ns, func() error { v.Prepare(ctx, rc); return v.Start(ctx, rc) })
+	if !errors.Is(err, ErrVIPAnswered) {
+		t.Fatalf("prepared Start with another host answering = %v, want ErrVIPAnswered", err)
+	}
+	if _, ok := lab.addrs(us)[vip4]; ok {
+		t.Fatal("failed Start left the address behind")
+	}
+
+	if err := inNS(us.ns, func() error { v.Prepare(ctx, rc); v.Abort(); v.Abort(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := lab.addrs(us)[vip4]; ok {
+		t.Fatal("Prepare and Abort added the address")
+	}
+
+	fenced := rc
+	fenced.FencedMACs = []net.HardwareAddr{other.mac}
+	if err := inNS(us.ns, func() error { v.Prepare(ctx, fenced); return v.Start(ctx, fenced) }); err != nil {
+		t.Fatalf("prepared Start with the fenced holder answering: %v", err)
+	}
+	if _, ok := lab.addrs(us)[vip4]; !ok {
+		t.Fatal("prepared Start did not add the address")
+	}
+	if err := v.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
