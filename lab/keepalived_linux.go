@@ -3,94 +3,21 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
-
-// KeepalivedCaveat goes with every keepalived figure.
-const KeepalivedCaveat = "keepalived only moves an address: it does not fence the old holder, " +
-	"mount storage or start the service (the service runs on both nodes all the time), " +
-	"so its gap is what moving a VIP alone costs, not a takeover"
-
-// Modes of BenchKeepalived: what happens to the master in each trial, and how it returns.
-const (
-	// KeepalivedKill: the master server dies: its links go down (it stops answering
-	// ARP at once), keepalived and the service are SIGKILLed. It returns rebooted (the
-	// VIP it left flushed, links up) with keepalived and the service started again.
-	KeepalivedKill = "kill"
-	// KeepalivedLinkDown: the master's links go down, its processes keep running; they
-	// come back up.
-	KeepalivedLinkDown = "linkdown"
-	// KeepalivedStop: keepalived gets SIGTERM (graceful: it drops the VIP and sends
-	// priority 0); it is started again.
-	KeepalivedStop = "stop"
-)
-
-// Defaults of KeepalivedOptions.
-const (
-	DefaultKeepalivedVIP  = "192.0.2.60"
-	DefaultKeepalivedPort = 8081
-)
-
-// KeepalivedOptions configure BenchKeepalived.
-type KeepalivedOptions struct {
-	Binary    string        // understudy executable, for demo-service. Required.
-	Net       *Netns        // the lab network; both nodes must exist in it. Required.
-	Nodes     [2]string     // the first is the initial master (priority 150 vs 100)
-	VIP       string        // in 192.0.2.0/24; default DefaultKeepalivedVIP
-	Port      int           // demo-service port; default DefaultKeepalivedPort
-	AdvertInt time.Duration // default 1 s; below 1 s (multiples of 10 ms) needs Version 3
-	Version   int           // VRRP version 2 or 3; default 2 for whole seconds, else 3
-	Mode      string        // KeepalivedKill (default), KeepalivedLinkDown or KeepalivedStop
-	Trials    int           // default 10
-	// Dir keeps configs, pid files and logs (created if missing, kept); "" = a
-	// temporary directory removed at the end.
-	Dir         string
-	StepTimeout time.Duration // bounds each wait; default DefaultStepTimeout
-	Progress    io.Writer     // one line per trial; nil = quiet
-	Log         *zap.Logger   // keepalived's log tails when a run fails; nil discards
-}
-
-// KeepalivedTrial is one measured VIP move.
-type KeepalivedTrial struct {
-	Trial int    `json:"trial"`
-	From  string `json:"from"`
-	To    string `json:"to"`
-	// Gap: the longest time the client (a request every 10 ms, 100 ms timeout) got no
-	// answer, the same figure as understudy's own failover.
-	Gap time.Duration `json:"gap_ns"`
-	// ActToServed: from the action on the master until the first answer from To.
-	ActToServed time.Duration `json:"act_to_served_ns"`
-	Failed      int           `json:"failed_requests"` // during the trial
-}
-
-// KeepalivedReport is the result of BenchKeepalived.
-type KeepalivedReport struct {
-	AdvertInt time.Duration     `json:"advert_int_ns"`
-	Version   int               `json:"vrrp_version"`
-	Mode      string            `json:"mode"`
-	Trials    []KeepalivedTrial `json:"trials"`
-	Gap       Stats             `json:"gap"`
-	EndedOn   string            `json:"ended_on"` // the master after the last trial
-	Caveat    string            `json:"caveat"`
-}
 
 // BenchKeepalived runs keepalived side by side with understudy's own benchmarks: the
 // same lab network, the same client polling the VIP every 10 ms, the same figure (the
@@ -141,101 +68,6 @@ func BenchKeepalived(ctx context.Context, o KeepalivedOptions) (rep *KeepalivedR
 	}
 	rep.Gap, rep.EndedOn = Summarise(gaps), o.Nodes[b.master]
 	return rep, nil
-}
-
-func (o *KeepalivedOptions) defaults() error {
-	if o.Binary == "" || o.Net == nil {
-		return fmt.Errorf("%w: keepalived: Binary and Net are required", ErrInvalidOption)
-	}
-	if o.Nodes[0] == o.Nodes[1] {
-		return fmt.Errorf("%w: keepalived Nodes %q: want two different nodes", ErrInvalidOption, o.Nodes)
-	}
-	for i, n := range o.Nodes {
-		if _, err := o.Net.Node(n); err != nil {
-			return fmt.Errorf("%w: keepalived Nodes[%d]: %w", ErrInvalidOption, i, err)
-		}
-	}
-	if o.VIP == "" {
-		o.VIP = DefaultKeepalivedVIP
-	}
-	if err := o.checkVIP(); err != nil {
-		return err
-	}
-	if o.Port == 0 {
-		o.Port = DefaultKeepalivedPort
-	}
-	if o.Port < 1 || o.Port > 65535 {
-		return fmt.Errorf("%w: keepalived Port %d: want 1 to 65535", ErrInvalidOption, o.Port)
-	}
-	if err := o.checkVRRP(); err != nil {
-		return err
-	}
-	return o.checkRun()
-}
-
-// checkRun: the mode and the run's bounds.
-func (o *KeepalivedOptions) checkRun() error {
-	switch o.Mode {
-	case "":
-		o.Mode = KeepalivedKill
-	case KeepalivedKill, KeepalivedLinkDown, KeepalivedStop:
-	default:
-		return fmt.Errorf("%w: keepalived Mode %q: want %s, %s or %s", ErrInvalidOption, o.Mode, KeepalivedKill, KeepalivedLinkDown, KeepalivedStop)
-	}
-	if o.Trials == 0 {
-		o.Trials = 10
-	}
-	if o.Trials < 1 {
-		return fmt.Errorf("%w: keepalived Trials %d: want 1 or more", ErrInvalidOption, o.Trials)
-	}
-	if o.StepTimeout <= 0 {
-		o.StepTimeout = DefaultStepTimeout
-	}
-	if o.Progress == nil {
-		o.Progress = io.Discard
-	}
-	if o.Log == nil {
-		o.Log = zap.NewNop()
-	}
-	return nil
-}
-
-// checkVIP: an unused host address of the lab's client network.
-func (o *KeepalivedOptions) checkVIP() error {
-	ip := net.ParseIP(o.VIP).To4()
-	used := []string{NetnsClientAddr}
-	for _, n := range o.Nodes {
-		h, _ := o.Net.Node(n)
-		used = append(used, h.Addr)
-	}
-	if ip == nil || !ip.Mask(net.CIDRMask(24, 32)).Equal(net.IPv4(192, 0, 2, 0)) || ip[3] == 0 || ip[3] == 255 ||
-		slices.Contains(used, ip.String()) {
-		return fmt.Errorf("%w: keepalived VIP %q: want a free host address in 192.0.2.0/24 (not %v)", ErrInvalidOption, o.VIP, used)
-	}
-	return nil
-}
-
-// checkVRRP: VRRPv2 counts advert_int in whole seconds (1-255), VRRPv3 in centiseconds
-// (12 bits); keepalived rounds anything else.
-func (o *KeepalivedOptions) checkVRRP() error {
-	if o.AdvertInt == 0 {
-		o.AdvertInt = time.Second
-	}
-	if o.Version == 0 {
-		o.Version = 3
-		if o.AdvertInt%time.Second == 0 {
-			o.Version = 2
-		}
-	}
-	switch {
-	case o.Version == 2 && (o.AdvertInt%time.Second != 0 || o.AdvertInt < time.Second || o.AdvertInt > 255*time.Second):
-		return fmt.Errorf("%w: keepalived AdvertInt %s: VRRPv2 wants whole seconds from 1s to 255s", ErrInvalidOption, o.AdvertInt)
-	case o.Version == 3 && (o.AdvertInt%(10*time.Millisecond) != 0 || o.AdvertInt < 10*time.Millisecond || o.AdvertInt > 4095*10*time.Millisecond):
-		return fmt.Errorf("%w: keepalived AdvertInt %s: VRRPv3 wants multiples of 10ms from 10ms to 40.95s", ErrInvalidOption, o.AdvertInt)
-	case o.Version != 2 && o.Version != 3:
-		return fmt.Errorf("%w: keepalived Version %d: want 2 or 3", ErrInvalidOption, o.Version)
-	}
-	return nil
 }
 
 // keepalivedBench is one run: its processes, and which node is the master now.
@@ -337,36 +169,6 @@ vrrp_instance %[3]s {
 	}
 }
 `, node, o.Version, keepalivedInstance, keepalivedVRID, prio, adv, self.Addr, peer.Addr, o.VIP)
-}
-
-func (b *keepalivedBench) startService(node string) error {
-	h, err := b.o.Net.Node(node)
-	if err != nil {
-		return err
-	}
-	argv := []string{b.o.Binary, "demo-service", "--listen", net.JoinHostPort("0.0.0.0", strconv.Itoa(b.o.Port))}
-	env := []string{"UNDERSTUDY_ROLE=keepalived", "UNDERSTUDY_NODE=" + node}
-	return b.procs.Start("service-"+node, h.NS, argv, env, b.file(node, "-service.log"))
-}
-
-// startKeepalived runs keepalived in the foreground in node's namespace, logging to our
-// file only (no syslog), with its own pid files (never /run's defaults: several runs and
-// nodes share this machine). Pid files a killed instance left are removed first: one
-// naming a pid that was reused would make keepalived think it already runs.
-func (b *keepalivedBench) startKeepalived(node string) error {
-	h, err := b.o.Net.Node(node)
-	if err != nil {
-		return err
-	}
-	pid, vrrpPid := b.file(node, ".pid"), b.file(node, "-vrrp.pid")
-	for _, f := range []string{pid, vrrpPid} {
-		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("lab: keepalived: remove stale pid file: %w", err)
-		}
-	}
-	argv := []string{b.exe, "--dont-fork", "--log-console", "--no-syslog", "--vrrp",
-		"-f", b.file(node, ".conf"), "-p", pid, "-r", vrrpPid}
-	return b.procs.Start("keepalived-"+node, h.NS, argv, nil, b.file(node, ".log"))
 }
 
 // Answers the poller must get from the master before the action, and from the new
@@ -482,31 +284,6 @@ func (b *keepalivedBench) restore(ctx context.Context, node string) error {
 	}
 }
 
-// keepalivedStateRE matches keepalived's state transitions, e.g.
-// "(lab) Entering MASTER STATE" or "(lab) Entering BACKUP STATE (init)".
-var keepalivedStateRE = regexp.MustCompile(`\(` + keepalivedInstance + `\) Entering ([A-Z]+) STATE`)
-
-// keepalivedState is the state node's keepalived last logged since NetnsProcs last
-// started it ("" when none yet, or when it is not running). The log is how an operator
-// sees it too; keepalived writes each line at once.
-func (b *keepalivedBench) keepalivedState(node string) (string, error) {
-	if b.procs.PID("keepalived-"+node) == 0 {
-		return "", nil
-	}
-	text, err := os.ReadFile(b.file(node, ".log"))
-	if err != nil {
-		return "", fmt.Errorf("lab: keepalived: read log of %s: %w", node, err)
-	}
-	if i := bytes.LastIndex(text, []byte("=== lab: starting ")); i >= 0 {
-		text = text[i:]
-	}
-	m := keepalivedStateRE.FindAllSubmatch(text, -1)
-	if len(m) == 0 {
-		return "", nil
-	}
-	return string(m[len(m)-1][1]), nil
-}
-
 // waitState polls (10 ms) until node's keepalived logged state.
 func (b *keepalivedBench) waitState(ctx context.Context, node, state string) error {
 	return b.poll(ctx, fmt.Sprintf("%s's keepalived %s", node, state), 0, func() string {
@@ -575,100 +352,6 @@ func (b *keepalivedBench) poll(ctx context.Context, desc string, hold time.Durat
 		case <-tick.C:
 		}
 	}
-}
-
-// killKeepalived SIGKILLs node's keepalived and its VRRP child together, through their
-// process group (NetnsProcs makes the parent a group leader, and keepalived does not
-// change its child's group). Killing the parent alone is not a crash: keepalived sets
-// PDEATHSIG SIGTERM on its child, which then stops gracefully, drops the VIP and sends
-// priority 0, like the stop mode.
-func (b *keepalivedBench) killKeepalived(node string) error {
-	name := "keepalived-" + node
-	pid := b.procs.PID(name)
-	done, err := b.procs.Exited(name)
-	if err != nil || pid == 0 {
-		return fmt.Errorf("%w: %s", ErrNodeStopped, name)
-	}
-	if err := unix.Kill(-pid, unix.SIGKILL); err != nil {
-		return fmt.Errorf("lab: keepalived: kill process group %d of %s: %w", pid, node, err)
-	}
-	t := time.NewTimer(reapTimeout)
-	defer t.Stop()
-	select {
-	case <-done:
-		return nil
-	case <-t.C:
-		return fmt.Errorf("lab: keepalived: %s (pid %d) not reaped %s after SIGKILL", name, pid, reapTimeout)
-	}
-}
-
-// stopKeepalived sends SIGTERM to node's keepalived and waits for it to exit (SIGKILL
-// after stopTimeout).
-func (b *keepalivedBench) stopKeepalived(node string) error {
-	name := "keepalived-" + node
-	proc, err := b.procs.running(name)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
-	defer cancel()
-	_, err = signalAndWait(ctx, name, proc, syscall.SIGTERM)
-	return err
-}
-
-// logTails logs the end of every keepalived log, for a failed run.
-func (b *keepalivedBench) logTails() {
-	for _, node := range b.o.Nodes {
-		text, err := os.ReadFile(b.file(node, ".log"))
-		if err != nil {
-			continue
-		}
-		if len(text) > 3000 {
-			text = text[len(text)-3000:]
-		}
-		b.o.Log.Warn("keepalived log (tail)", zap.String("node", node), zap.String("log", string(text)))
-	}
-}
-
-// close stops every process, then SIGKILLs any keepalived VRRP child still running
-// with one of our configurations (it is not NetnsProcs' child), removes the VIP where it
-// is left, and the directory if it was ours. Its own bounded context: it runs also when
-// the caller's ended.
-func (b *keepalivedBench) close() error {
-	errs := []error{b.procs.Close()}
-	ctx, cancel := context.WithTimeout(context.Background(), ipTimeout)
-	defer cancel()
-	var confs []string
-	for _, node := range b.o.Nodes {
-		confs = append(confs, b.file(node, ".conf"))
-	}
-	errs = append(errs, killLeftovers(ctx, confs))
-	for _, node := range b.o.Nodes {
-		errs = append(errs, b.dropVIP(ctx, node))
-	}
-	b.hc.CloseIdleConnections()
-	if b.tempDir {
-		errs = append(errs, os.RemoveAll(b.o.Dir))
-	}
-	return errors.Join(errs...)
-}
-
-// dropVIP removes the VIP from node's eth0 if it is there.
-func (b *keepalivedBench) dropVIP(ctx context.Context, node string) error {
-	h, err := b.o.Net.Node(node)
-	if err != nil {
-		return err
-	}
-	addrs, err := b.o.Net.Addrs(ctx, h.NS)
-	if err != nil {
-		return err
-	}
-	for _, a := range addrs {
-		if a == b.o.VIP+"/24" {
-			return ipCmd(ctx, "-n", h.NS, "addr", "del", a, "dev", "eth0")
-		}
-	}
-	return nil
 }
 
 // killLeftovers SIGKILLs every keepalived still running with one of confs (a VRRP
