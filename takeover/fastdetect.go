@@ -69,7 +69,10 @@ func (a *Agent) startHeartbeats(ctx context.Context) (func(), error) {
 		return nil, fmt.Errorf("takeover: %w", err)
 	}
 	a.fast.hb = svc
-	hctx, cancel := context.WithCancel(ctx)
+	// Not ended by ctx: a stopping agent releases its roles after ctx is done, and
+	// must keep sending heartbeats until it has, or a standby would fence it mid-way.
+	// Run stops the service after stopAll.
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		svc.Run(hctx, func() (heartbeat.Packet, []string, bool) {
