@@ -141,8 +141,10 @@ func (l *loop) fastDetect(ctx context.Context) {
 			a.fast.watching[r.Name] = seen
 		}
 		rec, live := v.Nodes[c.Node]
-		if !live || rec.Heartbeat == "" || v.Fencing[r.Name] != "" || !l.qualifiedFor(v, r.Name) {
-			continue // gone already (the lease path has it), not sending, or being fenced
+		if !live || rec.Heartbeat == "" || rec.Health == "" || v.Fencing[r.Name] != "" || !l.qualifiedFor(v, r.Name) {
+			// Gone already (the lease path has it), not sending heartbeats, no second
+			// check possible (no health endpoint), or someone is fencing it.
+			continue
 		}
 		last := seen.since
 		if h, ok := a.fast.hb.LastHeard(c.Node); ok && h.Packet.Lease == int64(c.Lease) && h.At.After(last) {
