@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/understudy-ha/understudy/lease"
@@ -492,4 +493,26 @@ func TestFailingHealthRestartsLocallyThenReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.waitView("b took r1 over", all(holderIs("r1", "b"), stateIs("b", StateActive)))
+}
+
+// TestStrandedOwnClaimIsTakenOver: a claim under a standby's own lease that it does not
+// run (a TryClaim etcd committed whose answer was lost to a timeout) is taken over by
+// that node, with the executable started, instead of leaving the role unserved until
+// the node's lease ends.
+func TestStrandedOwnClaimIsTakenOver(t *testing.T) {
+	f := newFarm(t)
+	f.start("a") // no spec yet: a joins (on probation) and claims nothing
+	v := f.waitView("a's node record", func(v *lease.View) bool { return v.Nodes["a"].Lease != 0 })
+	// The claim appears before the spec does, so a never decided to claim it.
+	key := lease.Prefix("test") + "roles/r1/claim"
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := f.store.Client().Put(ctx, key, "a", clientv3.WithLease(clientv3.LeaseID(v.Nodes["a"].Lease))); err != nil {
+		t.Fatal(err)
+	}
+	f.apply(spec(roleSpec("r1")))
+	f.waitView("a active with r1", all(holderIs("r1", "a"), stateIs("a", StateActive)))
+	if pid := findExec(t, "a", "r1"); pid == 0 {
+		t.Fatal("r1's executable is not running on a")
+	}
 }

@@ -50,6 +50,41 @@ func (l *loop) claimOrphans(ctx context.Context, v *lease.View) {
 	}
 }
 
+// adoptStranded handles claims under this session's lease for roles this node does not
+// run: a TryClaim that etcd committed but whose answer never arrived (a timeout). Left
+// alone, such a role would stay unserved until this node's lease ended, and the node
+// would hold more claims than max_roles_per_node allows. With room, the role is taken
+// over (TryClaim reports this session's own claim as won, with the previous holder to
+// fence); without, the claim is given back.
+func (l *loop) adoptStranded(ctx context.Context, v *lease.View) {
+	a := l.a
+	for role, c := range v.Claims {
+		if c.Node != a.cfg.Node || c.Lease != l.sess.ID() || a.held[role] != nil {
+			continue
+		}
+		var r *lease.RoleSpec
+		ok := v.Spec != nil
+		if ok {
+			r, ok = v.Spec.Role(role)
+		}
+		room := ok && !a.draining && !v.Cordoned[a.cfg.Node] && len(a.held) < v.Spec.MaxRolesPerNode && a.keepaliveFresh(l.sess)
+		cctx, cancel := a.etcdCtx(ctx)
+		if !room {
+			err := l.st.Release(cctx, c, nil, "")
+			cancel()
+			a.log.Warn("gave back a claim this node cannot run", zap.String("role", role), zap.Int64("token", c.Token), zap.Error(err))
+			continue
+		}
+		cl, prev, won, err := l.st.TryClaim(cctx, l.sess, role, a.cfg.Node)
+		cancel()
+		if err != nil || !won {
+			continue
+		}
+		a.log.Warn("found our own claim without its takeover (an answer lost to a timeout); taking over", zap.String("role", role))
+		a.acquire(ctx, l.st, l.sess, *r, cl, prev)
+	}
+}
+
 // candidateOrder lists roles this node prefers first, then the others rotated by node id,
 // so concurrent standbys start their attempts on different roles.
 func (l *loop) candidateOrder(v *lease.View) []lease.RoleSpec {
@@ -189,13 +224,8 @@ func (a *Agent) acquire(ctx context.Context, st *lease.Store, sess *lease.Sessio
 		a.takeoverFailed(ctx, st, log, r.Name, c, ev, err)
 		return
 	}
-	a.held[r.Name] = h
-	a.syncLocalRoles()
-	delete(a.orphaned, r.Name)
-	delete(a.failures, r.Name)
-	a.failStreak = 0
-	ev.Kind = EventTakeover
-	a.appendEvent(ctx, st, ev)
+	// Metrics first: whoever sees the role in the local status (health endpoint, tests)
+	// then also sees it counted.
 	a.metrics.roleHeld.WithLabelValues(r.Name).Set(1)
 	a.metrics.transitions.WithLabelValues(r.Name, EventTakeover).Inc()
 	for _, s := range steps {
@@ -204,6 +234,13 @@ func (a *Agent) acquire(ctx context.Context, st *lease.Store, sess *lease.Sessio
 	if prev.Node != "" && steps[0].Name == "detect" { // a failover this node saw begin, not a first start
 		a.metrics.failover.Observe(ev.Total.Seconds())
 	}
+	a.held[r.Name] = h
+	a.syncLocalRoles()
+	delete(a.orphaned, r.Name)
+	delete(a.failures, r.Name)
+	a.failStreak = 0
+	ev.Kind = EventTakeover
+	a.appendEvent(ctx, st, ev)
 	log.Info("role taken over", zap.Duration("duration", ev.Total), zap.Any("steps", steps))
 }
 

@@ -190,6 +190,7 @@ func (l *loop) reconcile(ctx context.Context, v *lease.View) error {
 			}
 		}
 	}
+	l.adoptStranded(ctx, v)
 	l.claimOrphans(ctx, v)
 	l.failback(ctx, v)
 	l.publish(ctx, v)
