@@ -158,11 +158,13 @@ func TestServiceHeartbeats(t *testing.T) {
 		}
 		prev = h
 	}
-	if h := heardAfter(t, ctx, a, "b", 0); h.Packet.Lease != pb.Lease || h.Packet.NodeID != pb.NodeID {
-		t.Fatalf("a heard %+v, want %+v", h.Packet, pb)
+	hb := heardAfter(t, ctx, a, "b", 0)
+	if hb.Packet.Lease != pb.Lease || hb.Packet.NodeID != pb.NodeID {
+		t.Fatalf("a heard %+v, want %+v", hb.Packet, pb)
 	}
-	// Give C's receiver as many packets as B's got before looking: none may count.
-	heardAfter(t, ctx, a, "b", prev.Packet.Seq)
+	// Give C's receiver more packets before looking: none may count. (Each sender has
+	// its own sequence, seeded from the clock when it starts: compare b's with b's.)
+	heardAfter(t, ctx, a, "b", hb.Packet.Seq)
 	for _, s := range []*Service{a, b} {
 		if h, ok := s.LastHeard("c"); ok {
 			t.Errorf("%s heard c, whose key differs: %+v", s.Addr(), h)
