@@ -37,6 +37,8 @@ var (
 	ErrNoLab = errors.New("lab: no such lab")
 	// ErrInvalidOption: a bad option; the message names it.
 	ErrInvalidOption = errors.New("lab: invalid option")
+	// ErrScaleCheck: the scale bench found a broken invariant (holders, tokens, agents).
+	ErrScaleCheck = errors.New("lab: scale invariant violated")
 )
 
 // Timing of the embedded etcd. With a 100 ms tick and a 500 ms election timeout etcd's

@@ -85,7 +85,7 @@ longest gap in successful answers.
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRunE,
 	}
-	cmd.AddCommand(newBenchFailoverCmd(), newBenchMoveCmd())
+	cmd.AddCommand(newBenchFailoverCmd(), newBenchMoveCmd(), newBenchScaleCmd())
 	return cmd
 }
 
