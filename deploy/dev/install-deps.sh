@@ -11,6 +11,7 @@ packages=(
 	e2fsprogs      # mkfs.ext4 / fsck for storage tests
 	fuse3          # FUSE block view in the lab
 	keepalived     # bench failover compares against VRRP moving the same kind of VIP
+	haproxy        # deploy/haproxy example: the lab test checks it follows a failover
 	ca-certificates git gcc
 )
 
