@@ -18,13 +18,15 @@ func (a *app) newHistoryCmd() *cobra.Command {
 		Short: "Show the failover timeline with per-step durations",
 		Long: `history shows the newest events of the cluster (or of one role), oldest first:
 takeovers with the duration of each step (fence, storage, exec, vip, health) and the total,
-releases, demotions, failed takeovers, joins and qualifications.`,
+releases, demotions, failed takeovers, joins and qualifications. -o svg draws the
+events that have steps as an SVG picture on stdout: a bar per event, split into its steps.`,
 		Example: `  understudy history
   understudy history web --limit 10
-  understudy history -o json | jq '.[] | select(.kind == "takeover") | .total_ns'`,
+  understudy history -o json | jq '.[] | select(.kind == "takeover") | .total_ns'
+  understudy history web -o svg > web-timeline.svg`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := outputFlag(output, formatTable, formatJSON); err != nil {
+			if err := outputFlag(output, formatTable, formatJSON, formatSVG); err != nil {
 				return err
 			}
 			if limit < 1 {
@@ -52,10 +54,13 @@ releases, demotions, failed takeovers, joins and qualifications.`,
 				}
 				return writeJSON(a.stdout, evs)
 			}
+			if output == formatSVG {
+				return writeHistorySVG(a.stdout, evs)
+			}
 			return renderHistory(a.stdout, evs)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", formatTable, "output format: table or json")
+	cmd.Flags().StringVarP(&output, "output", "o", formatTable, "output format: table, json or svg")
 	cmd.Flags().IntVar(&limit, "limit", 50, "show at most this many of the newest events")
 	return cmd
 }
