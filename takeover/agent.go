@@ -49,6 +49,7 @@ type Agent struct {
 	draining   bool
 	lastRec    string // last node record written, to skip identical writes
 	roleEvent  chan roleFailure
+	unfinished []*Chain // chains of stopped roles whose Stop failed; see finishStops
 
 	fast fastState // fast detection: heartbeats and early fencing (fastdetect.go)
 }
@@ -159,6 +160,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	// Roles kept running through an etcd outage (keep-running) may still be held when Run
 	// returns between sessions; stop them before the SAN paths close under them.
+	defer a.finishStops(ctx) // after stopAll: what a cut-short stop left behind
 	defer a.stopAll(ctx, st, "agent stopping")
 	a.cleanupLeftovers(ctx, st)
 	// Short: a node keeping roles through an etcd outage must carry its claims over
@@ -275,6 +277,7 @@ func (a *Agent) runSession(ctx context.Context, cli *clientv3.Client, st *lease.
 			cctx, cancel := context.WithTimeout(context.Background(), sess.TTL())
 			_ = sess.Close(cctx)
 			cancel()
+			a.finishStops(ctx) // a demotion's deadline may have cut a stop short
 		}
 		a.setLocal(func(l *LocalStatus) { l.State, l.EtcdOK, l.Ready = StateDown, false, false })
 		a.lastRec = ""

@@ -162,3 +162,34 @@ func TestChainStopReverseContinuesPastErrors(t *testing.T) {
 		t.Errorf("steps = %+v, want vip and storage with Err, exec without", steps)
 	}
 }
+
+// TestFinishStops: a role whose stop failed (a demotion's deadline cut it short) is
+// stopped again, each time on a fresh bound, until its resources stop cleanly; a
+// resource that keeps failing stays for the next attempt.
+func TestFinishStops(t *testing.T) {
+	a, err := NewAgent(Config{Node: "a", Cluster: "test", Etcd: EtcdConfig{Endpoints: []string{"http://127.0.0.1:1"}},
+		TTL: 2 * time.Second, StateDir: t.TempDir(), LogFormat: "console", LogLevel: "info"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := &journal{}
+	storage := &fakeResource{name: "storage", stopErr: errors.New("loop device still attached"), journal: j}
+	a.unfinished = []*Chain{NewChain(storage)}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // as after a demotion: the caller's context is done
+
+	a.finishStops(ctx)
+	if len(a.unfinished) != 1 {
+		t.Fatalf("a failing stop was dropped: %d unfinished", len(a.unfinished))
+	}
+	storage.stopErr = nil
+	a.finishStops(ctx)
+	if len(a.unfinished) != 0 {
+		t.Fatalf("%d unfinished after a clean stop", len(a.unfinished))
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if len(j.stopCtx) != 2 || j.stopCtx[0] != nil || j.stopCtx[1] != nil {
+		t.Fatalf("stops saw contexts %v: want two live ones (their own bound, not the caller's done ctx)", j.stopCtx)
+	}
+}

@@ -264,6 +264,7 @@ func (a *Agent) stopRoleQuiet(ctx context.Context, st *lease.Store, role, kind, 
 	ev := lease.Event{Role: role, Node: a.cfg.Node, Kind: kind, Token: h.claim.Token, Steps: steps, Detail: reason}
 	if err != nil {
 		ev.Detail += "; stop: " + err.Error()
+		a.unfinished = append(a.unfinished, h.chain) // finishStops tries again
 	}
 	if release {
 		last := &lease.LastHolder{Node: a.cfg.Node, NodeID: a.id, Token: h.claim.Token,
@@ -281,6 +282,30 @@ func (a *Agent) stopRoleQuiet(ctx context.Context, st *lease.Store, role, kind, 
 	a.log.Info("role stopped", zap.String("role", role), zap.String("kind", kind), zap.String("reason", reason),
 		zap.Int64("token", h.claim.Token), zap.Duration("duration", ev.Total), zap.Error(err))
 	return &ev
+}
+
+// finishStopsTimeout bounds each later attempt to finish a role's stop.
+const finishStopsTimeout = 10 * time.Second
+
+// finishStops stops again the resources of roles whose stop failed, typically a
+// demotion whose deadline cut the unmount or the LUN's detach short: by then the
+// executable is dead and the LUN's I/O fails, so this only removes what is left (a
+// mount, a loop device). Each attempt has its own bound; chains that still fail stay
+// for the next call (the next session, the agent's exit).
+func (a *Agent) finishStops(ctx context.Context) {
+	var left []*Chain
+	for _, c := range a.unfinished {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishStopsTimeout)
+		steps, err := c.Stop(cctx)
+		cancel()
+		if err != nil {
+			a.log.Warn("could not finish stopping a role's resources", zap.Any("steps", steps), zap.Error(err))
+			left = append(left, c)
+			continue
+		}
+		a.log.Info("finished stopping a role's resources", zap.Any("steps", steps))
+	}
+	a.unfinished = left
 }
 
 // stopAll stops every held role at the end of a session. If the lease may be gone the
