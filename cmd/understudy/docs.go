@@ -1,22 +1,33 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/cobra/doc"
+	"github.com/spf13/pflag"
 
 	"github.com/understudy-ha/understudy/takeover"
 )
 
-// newDocsCmd groups the generators of the reference parts of docs/, hidden because
-// only maintainers use them: the docs' tests say which command regenerates what.
+// newDocsCmd groups the generators of the reference parts of docs/ and of the packages'
+// man pages and completion scripts, hidden because only maintainers and
+// deploy/package/build.sh use them: the docs' tests say which command regenerates what.
 func newDocsCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:     "docs",
-		Short:   "Print generated parts of the documentation",
-		Example: "  understudy docs config",
-		Hidden:  true,
-		RunE:    groupRunE,
+		Use:   "docs",
+		Short: "Print generated parts of the documentation",
+		Example: `  understudy docs config
+  understudy docs man ./man1
+  understudy docs completions ./completions`,
+		Hidden: true,
+		RunE:   groupRunE,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "config",
@@ -30,6 +41,126 @@ default, meaning), generated from the agent's list of options. It belongs betwee
 			_, err := io.WriteString(cmd.OutOrStdout(), takeover.ConfigReference())
 			return err
 		},
-	})
+	}, newDocsManCmd(), newDocsCompletionsCmd())
 	return cmd
+}
+
+func newDocsManCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "man DIR",
+		Short: "Write one man page (section 1) per command into DIR",
+		Long: `man writes a roff man page for the root command and for every visible subcommand
+into DIR (created if missing): understudy.1, understudy-status.1, understudy-node-add.1 ...
+The names use dashes, as the pages' SEE ALSO sections do. The pages carry no generation
+date other than the header's month, taken from SOURCE_DATE_EPOCH when it is set, so a
+package build is reproducible. deploy/package/build.sh gzips them into /usr/share/man/man1.`,
+		Example: "  understudy docs man ./man1 && man ./man1/understudy-status.1",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return writeManPages(cmd.Root(), args[0])
+		},
+	}
+}
+
+func newDocsCompletionsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "completions DIR",
+		Short: "Write the bash, zsh and fish completion scripts into DIR",
+		Long: `completions writes understudy.bash, _understudy (zsh) and understudy.fish into DIR
+(created if missing), the same scripts "understudy completion bash|zsh|fish" prints, with
+descriptions. Packages install them as /usr/share/bash-completion/completions/understudy,
+/usr/share/zsh/vendor-completions/_understudy and
+/usr/share/fish/vendor_completions.d/understudy.fish.`,
+		Example: "  understudy docs completions ./completions",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return writeCompletions(cmd.Root(), args[0])
+		},
+	}
+}
+
+// writeManPages generates the man tree of root. Cobra appends a dated "Auto generated"
+// history section unless told not to on each command; a date in every page would make
+// two builds of the same version differ, so it is switched off throughout.
+func writeManPages(root *cobra.Command, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("docs man: create %s: %w", dir, err)
+	}
+	escaped := map[*pflag.Flag]bool{} // inherited flags are shared: escape each once
+	visit(root, func(c *cobra.Command) {
+		c.DisableAutoGenTag = true
+		c.Short, c.Long = manText(c.Short), manText(c.Long)
+		for _, fs := range []*pflag.FlagSet{c.Flags(), c.PersistentFlags()} {
+			fs.VisitAll(func(f *pflag.Flag) {
+				if !escaped[f] {
+					escaped[f] = true
+					f.Usage = manText(f.Usage)
+				}
+			})
+		}
+	})
+	opts := doc.GenManTreeOptions{
+		Header: &doc.GenManHeader{
+			Section: "1",
+			Source:  "understudy " + version,
+			Manual:  "understudy manual",
+		},
+		Path:             dir,
+		CommandSeparator: "-",
+	}
+	if err := doc.GenManTreeFromOpts(root, opts); err != nil {
+		return fmt.Errorf("docs man: write pages into %s: %w", dir, err)
+	}
+	return nil
+}
+
+// htmlStart is what go-md2man's Markdown parser takes for the start of an inline HTML tag.
+var htmlStart = regexp.MustCompile(`<([A-Za-z/!])`)
+
+// manText makes help text, which cobra hands to go-md2man as Markdown, print as written: a
+// placeholder such as /roles/<role> would otherwise be taken for an HTML tag and dropped.
+// Indented lines are code blocks, printed verbatim, where a backslash would show.
+func manText(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "\t") && !strings.HasPrefix(l, "    ") {
+			lines[i] = htmlStart.ReplaceAllString(l, `\<$1`)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// writeCompletions writes each shell's script whole or not at all: a script cut short by
+// an error would break every shell that sources it.
+func writeCompletions(root *cobra.Command, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("docs completions: create %s: %w", dir, err)
+	}
+	scripts := []struct {
+		file string
+		gen  func(io.Writer) error
+	}{
+		{"understudy.bash", func(w io.Writer) error { return root.GenBashCompletionV2(w, true) }},
+		{"_understudy", root.GenZshCompletion},
+		{"understudy.fish", func(w io.Writer) error { return root.GenFishCompletion(w, true) }},
+	}
+	for _, s := range scripts {
+		var buf bytes.Buffer
+		if err := s.gen(&buf); err != nil {
+			return fmt.Errorf("docs completions: generate %s: %w", s.file, err)
+		}
+		path := filepath.Join(dir, s.file)
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("docs completions: write %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// visit calls f for c and every command below it.
+func visit(c *cobra.Command, f func(*cobra.Command)) {
+	f(c)
+	for _, sub := range c.Commands() {
+		visit(sub, f)
+	}
 }
