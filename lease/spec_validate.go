@@ -122,7 +122,7 @@ func (v *validator) nodeNames(p string, names []string) {
 	for i, n := range names {
 		switch {
 		case CheckNodeName(n) != nil:
-			v.add(fmt.Sprintf("%s[%d]", p, i), "%q is not a node name (want 1-63 of [A-Za-z0-9._-])", n)
+			v.add(fmt.Sprintf("%s[%d]", p, i), "%q is not a node name (want %s)", n, NodeNameRule)
 		case seen[n]:
 			v.add(fmt.Sprintf("%s[%d]", p, i), "%q is listed twice", n)
 		}
