@@ -16,6 +16,7 @@ type metrics struct {
 	stepDuration *prometheus.HistogramVec
 	failover     prometheus.Histogram
 	nodeState    *prometheus.GaugeVec
+	fenceFailed  *prometheus.CounterVec
 }
 
 func newMetrics(keepaliveAge func() float64) *metrics {
@@ -48,12 +49,16 @@ func newMetrics(keepaliveAge func() float64) *metrics {
 			Name: "understudy_node_state",
 			Help: "1 for the state this node is in, 0 for the others.",
 		}, []string{"state"}),
+		fenceFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "understudy_fence_failures_total",
+			Help: "Fences of a previous holder (or this node's own registration) that failed, stopping a takeover.",
+		}, []string{"role"}),
 	}
 	keepalive := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "understudy_keepalive_age_seconds",
 		Help: "Seconds since the last acknowledged lease keepalive was sent; the agent demotes itself near the TTL.",
 	}, keepaliveAge)
-	m.reg.MustRegister(m.roleHeld, m.transitions, m.claimLatency, m.stepDuration, m.failover, m.nodeState, keepalive,
+	m.reg.MustRegister(m.roleHeld, m.transitions, m.claimLatency, m.stepDuration, m.failover, m.nodeState, m.fenceFailed, keepalive,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -93,6 +93,7 @@ func (a *Agent) buildChain(r lease.RoleSpec) (*Chain, map[string]<-chan error, e
 func (a *Agent) fenceLast(ctx context.Context, r lease.RoleSpec, prev lease.LastHolder) (lease.Step, []net.HardwareAddr, error) {
 	t := time.Now()
 	step := lease.Step{Name: "fence"}
+	a.metrics.fenceFailed.WithLabelValues(r.Name) // the series exists (at 0) once a takeover was tried
 	f, err := a.fencerFor(r)
 	if err == nil {
 		err = f.Join(ctx)
@@ -112,6 +113,7 @@ func (a *Agent) fenceLast(ctx context.Context, r lease.RoleSpec, prev lease.Last
 	if err != nil {
 		err = fmt.Errorf("takeover: fence %s for role %q: %w", prev.Node, r.Name, err)
 		step.Err = err.Error()
+		a.metrics.fenceFailed.WithLabelValues(r.Name).Inc()
 	}
 	return step, fenced, err
 }
