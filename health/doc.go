@@ -1,7 +1,8 @@
 // Package health serves an agent's state over HTTP for load balancers, monitoring and
 // operators: /healthz (the agent loop runs and etcd answers), /readyz (the node can take
 // part in failover), /roles/<role> (200 only on the role's holder, for HAProxy/F5 checks),
-// /status (JSON: local and cluster status) and /metrics (Prometheus).
+// /status (JSON: local and cluster status), /metrics (Prometheus), and the read-only web
+// status page /ui (with /ui/state.json: status plus the recent timeline, polled by the page).
 //
 // Invariants:
 //   - Read-only: no route changes anything, and only GET and HEAD are accepted (405 else).

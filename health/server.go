@@ -59,6 +59,7 @@ func New(src Source, gatherer prometheus.Gatherer, log *zap.Logger) *Server {
 	mux.HandleFunc("GET /roles/{role}", s.role)
 	mux.HandleFunc("GET /status", s.status)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	s.handleUI(mux)
 	s.handler = mux
 	return s
 }

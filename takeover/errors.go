@@ -5,6 +5,8 @@ import "errors"
 // Sentinel errors of the takeover package: the agent, its resources and its configuration.
 // Callers match them with errors.Is; the messages carry the details.
 var (
+	// ErrNotConnected: the agent has not reached etcd yet (Events before the first session).
+	ErrNotConnected = errors.New("takeover: not connected to etcd yet")
 	// ErrRemoved: Run returns it when the operator removed this node from the cluster.
 	ErrRemoved = errors.New("takeover: node removed from the cluster")
 	// ErrExecExited: the executable exited during Start's grace period.

@@ -219,3 +219,15 @@ func roleStatus(v *lease.View, name string) RoleStatus {
 	}
 	return r
 }
+
+// Events returns the cluster's newest limit events (all roles), oldest first, for the
+// health endpoint's status page; it fails until the agent has reached etcd once.
+func (a *Agent) Events(ctx context.Context, limit int) ([]lease.Event, error) {
+	a.mu.Lock()
+	st := a.store
+	a.mu.Unlock()
+	if st == nil {
+		return nil, ErrNotConnected
+	}
+	return st.Events(ctx, "", limit)
+}

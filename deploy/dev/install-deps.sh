@@ -12,6 +12,7 @@ packages=(
 	fuse3          # FUSE block view in the lab
 	keepalived     # bench failover compares against VRRP moving the same kind of VIP
 	haproxy        # deploy/haproxy example: the lab test checks it follows a failover
+	chromium       # /ui page tested in a real browser (lab/ui_browser_test.go)
 	ca-certificates git gcc
 )
 
