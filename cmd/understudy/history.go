@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -11,7 +13,7 @@ import (
 )
 
 func (a *app) newHistoryCmd() *cobra.Command {
-	var output string
+	var output, svgFile string
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "history [ROLE]",
@@ -19,11 +21,13 @@ func (a *app) newHistoryCmd() *cobra.Command {
 		Long: `history shows the newest events of the cluster (or of one role), oldest first:
 takeovers with the duration of each step (fence, storage, exec, vip, health) and the total,
 releases, demotions, failed takeovers, joins and qualifications. -o svg draws the
-events that have steps as an SVG picture on stdout: a bar per event, split into its steps.`,
+events that have steps as an SVG picture on stdout: a bar per event, split into its steps;
+--svg FILE writes that picture to FILE and the table to stdout.`,
 		Example: `  understudy history
   understudy history web --limit 10
   understudy history -o json | jq '.[] | select(.kind == "takeover") | .total_ns'
-  understudy history web -o svg > web-timeline.svg`,
+  understudy history web -o svg > web-timeline.svg
+  understudy history --svg timeline.svg`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := outputFlag(output, formatTable, formatJSON, formatSVG); err != nil {
@@ -57,12 +61,36 @@ events that have steps as an SVG picture on stdout: a bar per event, split into 
 			if output == formatSVG {
 				return writeHistorySVG(a.stdout, evs)
 			}
+			if svgFile != "" {
+				if err := writeHistorySVGFile(svgFile, evs); err != nil {
+					return err
+				}
+			}
 			return renderHistory(a.stdout, evs)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", formatTable, "output format: table, json or svg")
 	cmd.Flags().IntVar(&limit, "limit", 50, "show at most this many of the newest events")
+	cmd.Flags().StringVar(&svgFile, "svg", "", "also write the timeline as an SVG picture to this file")
 	return cmd
+}
+
+// writeHistorySVGFile writes the picture to path through a temporary file, so a failed
+// write never leaves half a picture behind.
+func writeHistorySVGFile(path string, evs []lease.Event) error {
+	var b bytes.Buffer
+	if err := writeHistorySVG(&b, evs); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("history --svg: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("history --svg: %w", err)
+	}
+	return nil
 }
 
 func renderHistory(w io.Writer, evs []lease.Event) error {

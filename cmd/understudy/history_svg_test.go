@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/xml"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -226,4 +228,18 @@ func TestHistorySVGCommand(t *testing.T) {
 			}
 		})
 	}
+	t.Run("--svg FILE with the table on stdout", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "timeline.svg")
+		out := c.mustCLI(exitOK, "history", "--svg", file)
+		if !strings.Contains(out, "takeover") {
+			t.Errorf("stdout is not the table:\n%s", out)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(parseSVG(t, string(b)).groups("event")); n != 2 {
+			t.Errorf("%d event groups in %s, want 2", n, file)
+		}
+	})
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -187,8 +189,28 @@ func (a *app) drainNode(ctx context.Context, st *lease.Store, v *lease.View, nod
 		return nil
 	}
 	start := time.Now()
+	// Progress: one line per role as it leaves the node, and where it went.
+	pending := map[string]bool{}
+	for _, r := range heldBy(v, node) {
+		pending[r] = true
+	}
 	_, err := waitView(ctx, st, timeout, func(v *lease.View) (bool, error) {
-		return len(heldBy(v, node)) == 0, nil
+		now := map[string]bool{}
+		for _, r := range heldBy(v, node) {
+			now[r] = true
+		}
+		for _, r := range slices.Sorted(maps.Keys(pending)) {
+			if now[r] {
+				continue
+			}
+			to := "unheld for now"
+			if c, ok := v.Claims[r]; ok {
+				to = "now held by " + c.Node
+			}
+			_, _ = fmt.Fprintf(a.stdout, "  %s released after %s, %s\n", r, shortDuration(time.Since(start)), to)
+			delete(pending, r)
+		}
+		return len(now) == 0, nil
 	})
 	if err != nil {
 		return fmt.Errorf("drain node %s: %w", node, err)
