@@ -245,11 +245,7 @@ func moveTrial(ctx context.Context, f *Farm, timeout time.Duration) (MoveTrial, 
 		return tr, fmt.Errorf("%w: a standby to move %s to", ErrWait, benchRole)
 	}
 	tr.To = standbys[0]
-	r, err := f.Role(benchRole)
-	if err != nil {
-		return tr, err
-	}
-	p, err := StartPoller(ctx, PollerOptions{URL: "http://" + r.Addr() + "/", Dial: f.clientDial()})
+	p, err := f.pollRole(ctx, benchRole)
 	if err != nil {
 		return tr, err
 	}

@@ -97,11 +97,7 @@ func failoverTrial(ctx context.Context, f *Farm, mode string, timeout time.Durat
 		return tr, err
 	}
 	tr.OldToken = before.Token
-	r, err := f.Role(benchRole)
-	if err != nil {
-		return tr, err
-	}
-	p, err := StartPoller(ctx, PollerOptions{URL: "http://" + r.Addr() + "/", Dial: f.clientDial()})
+	p, err := f.pollRole(ctx, benchRole)
 	if err != nil {
 		return tr, err
 	}
@@ -171,6 +167,15 @@ func (f *Farm) bringBack(ctx context.Context, node, mode string) error {
 	default:
 		return f.Recover(ctx, node)
 	}
+}
+
+// pollRole starts a client asking role's service every 10 ms, the way a user reaches it.
+func (f *Farm) pollRole(ctx context.Context, role string) (*Poller, error) {
+	r, err := f.Role(role)
+	if err != nil {
+		return nil, err
+	}
+	return StartPoller(ctx, PollerOptions{URL: "http://" + r.Addr() + "/", Dial: f.clientDial()})
 }
 
 // clientDial is how the lab's clients connect: from the client namespace, or ours.
