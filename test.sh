@@ -4,7 +4,7 @@
 # every fuzz target. Run as root on Debian: sudo ./test.sh
 set -euo pipefail
 cd "$(dirname "$0")"
-source deploy/dev/install-deps.sh
+UNDERSTUDY_TEST_DEPS=1 source deploy/dev/install-deps.sh
 export PATH=/usr/local/go/bin:$PATH GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
 
 step() { printf '\n=== %s\n' "$*"; }

@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Installs what building, the demo and the test suite need on Debian, as root.
+# Installs what building and the demo need on Debian, as root, and with
+# UNDERSTUDY_TEST_DEPS=1 also what the test suite needs.
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
 
+# What building, the demo and `understudy bench` need.
 packages=(
-	tgt            # tgtd: the iSCSI target with SPC-3 persistent reservations the tests fence against
-	libiscsi-bin   # iscsi-test-cu, a cross-check of the target
+	tgt            # tgtd: the lab's SAN, with SPC-3 persistent reservations
 	iproute2       # ip netns / veth / bridges for the lab
 	iputils-arping # gratuitous ARP checks
-	e2fsprogs      # mkfs.ext4 / fsck for storage tests
-	fuse3          # FUSE block view in the lab
+	e2fsprogs      # mkfs.ext4 / fsck for the roles' storage
+	fuse3          # FUSE block view of the LUNs in the lab
 	keepalived     # bench failover compares against VRRP moving the same kind of VIP
-	haproxy        # deploy/haproxy example: the lab test checks it follows a failover
-	chromium       # /ui page tested in a real browser (lab/ui_browser_test.go)
 	ca-certificates git gcc
 )
+# What only the test suite needs (test.sh sets UNDERSTUDY_TEST_DEPS=1), so the README's
+# first command does not download a browser.
+if [ "${UNDERSTUDY_TEST_DEPS:-}" = 1 ]; then
+	packages+=(
+		libiscsi-bin # iscsi-test-cu, a cross-check of the target
+		haproxy      # deploy/haproxy example: the lab test checks it follows a failover
+		chromium     # /ui page tested in a real browser (lab/ui_browser_test.go)
+	)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
