@@ -131,6 +131,7 @@ Exit codes: 0 ok, 1 failure, 2 usage or bad input, 3 status degraded (a role is 
 		a.newApplyCmd(),
 		a.newNodeCmd(),
 		a.newRoleCmd(),
+		a.newEtcdSetupCmd(),
 		newFenceCmd(), // cmd/understudy/fence.go, owned by the fence engineer
 		newFenceAgentCmd(),
 		// --- lab engineer's commands (demo.go, lab/): the seed story and benchmarks. ---
