@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -31,6 +32,7 @@ type Etcd struct {
 	dir       string
 	clientURL url.URL
 	peerURL   url.URL
+	clientTLS *transport.TLSInfo // nil: plain client port; see StartTLS
 
 	mu sync.Mutex
 	e  *embed.Etcd // guarded by mu; nil while stopped
@@ -39,28 +41,42 @@ type Etcd struct {
 // Start starts a member on free 127.0.0.1 ports with a temp data dir. t.Cleanup stops it.
 func Start(t testing.TB) *Etcd {
 	t.Helper()
+	e, err := startOnFreePorts(t, nil)
+	if err != nil {
+		t.Fatalf("leasetest: start etcd: %v", err)
+	}
+	return e
+}
+
+// startOnFreePorts starts a member with client TLS tls (nil: plain) and registers its
+// Stop with t.Cleanup.
+func startOnFreePorts(t testing.TB, tls *transport.TLSInfo) (*Etcd, error) {
+	scheme := "http"
+	if tls != nil {
+		scheme = "https"
+	}
 	var lastErr error
 	for range 5 { // a port picked free may be taken by the time etcd binds it: pick again
 		dir := t.TempDir() // fresh, so a failed attempt leaves no half-bootstrapped member
 		ports, err := freePorts(2)
 		if err != nil {
-			t.Fatalf("leasetest: pick ports: %v", err)
+			return nil, fmt.Errorf("pick ports: %w", err)
 		}
 		e := &Etcd{
 			dir:       dir,
-			clientURL: url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[0])},
+			clientURL: url.URL{Scheme: scheme, Host: fmt.Sprintf("127.0.0.1:%d", ports[0])},
 			peerURL:   url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[1])},
+			clientTLS: tls,
 		}
 		if lastErr = e.start(); lastErr == nil {
 			t.Cleanup(e.Stop)
-			return e
+			return e, nil
 		}
 		if !strings.Contains(lastErr.Error(), "address already in use") {
 			break
 		}
 	}
-	t.Fatalf("leasetest: start etcd: %v", lastErr)
-	return nil
+	return nil, lastErr
 }
 
 func (e *Etcd) config() *embed.Config {
@@ -77,6 +93,10 @@ func (e *Etcd) config() *embed.Config {
 	cfg.UnsafeNoFsync = true
 	cfg.LogLevel = "error"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	if e.clientTLS != nil {
+		cfg.ClientTLSInfo = *e.clientTLS
+		cfg.ClientAutoTLS = false
+	}
 	return cfg
 }
 

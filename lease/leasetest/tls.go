@@ -7,19 +7,15 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
 
@@ -53,67 +49,11 @@ func StartTLS(t testing.TB) *TLSEtcd {
 		t.Fatalf("leasetest: server certificate: %v", err)
 	}
 	e.server = transport.TLSInfo{CertFile: cert, KeyFile: key, TrustedCAFile: e.caFile, ClientCertAuth: true}
-	var lastErr error
-	for range 5 { // see Start: a free port may be taken before etcd binds it
-		ports, err := freePorts(2)
-		if err != nil {
-			t.Fatalf("leasetest: pick ports: %v", err)
-		}
-		e.Etcd = &Etcd{
-			dir:       t.TempDir(),
-			clientURL: url.URL{Scheme: "https", Host: fmt.Sprintf("127.0.0.1:%d", ports[0])},
-			peerURL:   url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[1])},
-		}
-		if lastErr = e.start(); lastErr == nil {
-			t.Cleanup(e.Stop)
-			return e
-		}
-		if !strings.Contains(lastErr.Error(), "address already in use") {
-			break
-		}
+	// The member keeps its TLS settings, so Etcd.Restart brings it back with TLS.
+	if e.Etcd, err = startOnFreePorts(t, &e.server); err != nil {
+		t.Fatalf("leasetest: start TLS etcd: %v", err)
 	}
-	t.Fatalf("leasetest: start TLS etcd: %v", lastErr)
-	return nil
-}
-
-// start is Etcd.start with the client TLS settings (Etcd.start would serve plain TCP).
-func (e *TLSEtcd) start() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.e != nil {
-		return nil
-	}
-	cfg := e.config()
-	cfg.ClientTLSInfo = e.server
-	cfg.ClientAutoTLS = false
-	srv, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return err
-	}
-	select {
-	case <-srv.Server.ReadyNotify():
-	case err := <-srv.Err():
-		srv.Close()
-		return fmt.Errorf("etcd failed while starting: %w", err)
-	case <-time.After(readyTimeout):
-		srv.Close()
-		return fmt.Errorf("etcd not ready within %s", readyTimeout)
-	}
-	e.e = srv
-	return nil
-}
-
-// Restart starts a stopped member again with the same ports, data dir and certificates.
-func (e *TLSEtcd) Restart(t testing.TB) {
-	t.Helper()
-	var err error
-	for range 20 { // the old sockets may linger for a moment after Stop
-		if err = e.start(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("leasetest: restart TLS etcd: %v", err)
+	return e
 }
 
 // CAFile is the PEM file of the CA that signed the server's and the clients'
