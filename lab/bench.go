@@ -223,7 +223,7 @@ func BenchMove(ctx context.Context, opts BenchOptions) (*MoveReport, error) {
 			rep.Trials = append(rep.Trials, tr)
 			ds, gaps = append(ds, tr.CommandToRunning), append(gaps, tr.ClientGap)
 			_, _ = fmt.Fprintf(opts.Progress, "trial %2d: %s %s -> %s  client gap %s  command-to-running %s\n",
-				i, tr.Role, tr.From, tr.To, shortDur(tr.ClientGap), shortDur(tr.CommandToRunning))
+				i, tr.Role, tr.From, tr.To, lease.CompactDuration(tr.ClientGap), lease.CompactDuration(tr.CommandToRunning))
 		}
 		rep.CommandToRunning, rep.ClientGap = Summarise(ds), Summarise(gaps)
 		return nil

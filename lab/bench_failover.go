@@ -39,8 +39,8 @@ func BenchFailover(ctx context.Context, opts BenchOptions) (*FailoverReport, err
 				steps[s.Name] = append(steps[s.Name], s.Duration)
 			}
 			_, _ = fmt.Fprintf(opts.Progress, "trial %2d: %s %s %s -> %s  client gap %s  fail-to-running %s  detect-to-running %s  (%s)\n",
-				i, opts.Mode, tr.Role, tr.From, tr.To, shortDur(tr.ClientGap), shortDur(tr.FailToRunning),
-				shortDur(tr.DetectToRunning), lease.FormatSteps(tr.Steps))
+				i, opts.Mode, tr.Role, tr.From, tr.To, lease.CompactDuration(tr.ClientGap), lease.CompactDuration(tr.FailToRunning),
+				lease.CompactDuration(tr.DetectToRunning), lease.FormatSteps(tr.Steps))
 		}
 		rep.FailToRunning, rep.ClientGap, rep.DetectToRunning = Summarise(fail), Summarise(gap), Summarise(detect)
 		rep.StepP50 = map[string]time.Duration{}

@@ -103,7 +103,7 @@ func RunDemo(ctx context.Context, w io.Writer, opts DemoOptions) (err error) {
 		n.section("Timeline (understudy history)")
 		n.timeline(roleEvents(evs))
 	}
-	n.printf("%s\n", paint(n.colour, ansiBold, fmt.Sprintf("Story complete in %s.", shortDur(time.Since(n.start)))))
+	n.printf("%s\n", paint(n.colour, ansiBold, fmt.Sprintf("Story complete in %s.", lease.CompactDuration(time.Since(n.start)))))
 	if opts.Keep {
 		d.keep(ctx)
 	}

@@ -145,7 +145,7 @@ func (d *demo) crash(ctx context.Context, node, role string, successors []string
 		return err
 	}
 	d.n.done("%s answers from %s %s after the kill (token %d -> %d, pid %d -> %d)",
-		role, rep.Node, shortDur(at.Sub(killed)), before.Token, rep.Token, before.PID, rep.PID)
+		role, rep.Node, lease.CompactDuration(at.Sub(killed)), before.Token, rep.Token, before.PID, rep.PID)
 	ev, err := d.event(ctx, role, func(ev lease.Event) bool {
 		return ev.Kind == takeover.EventTakeover && ev.Token == rep.Token
 	})
@@ -153,7 +153,7 @@ func (d *demo) crash(ctx context.Context, node, role string, successors []string
 		return err
 	}
 	d.n.note("takeover by %s: %s, %s from detecting the expired claim to running", ev.Node,
-		lease.FormatSteps(ev.Steps), shortDur(ev.Total))
+		lease.FormatSteps(ev.Steps), lease.CompactDuration(ev.Total))
 	_, err = d.wait(ctx, fmt.Sprintf("%s down, %s holding %s", node, rep.Node, role), func(cs takeover.ClusterStatus) bool {
 		return StateOf(cs, node) == takeover.StateDown && Holds(cs, rep.Node, role)
 	})

@@ -87,7 +87,7 @@ func (d *demo) addNode(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	d.n.done("%s qualification %s in %s; %s-Standby", name, q.Detail, shortDur(q.Total), strings.ToUpper(name))
+	d.n.done("%s qualification %s in %s; %s-Standby", name, q.Detail, lease.CompactDuration(q.Total), strings.ToUpper(name))
 	return nil
 }
 
@@ -113,7 +113,7 @@ func (d *demo) move(ctx context.Context, role, to string) error {
 		return err
 	}
 	d.n.done("%s moved %s -> %s: answers from %s %s after the command; %s is a standby now",
-		role, from, to, rep, shortDur(at.Sub(start)), from)
+		role, from, to, rep, lease.CompactDuration(at.Sub(start)), from)
 	return nil
 }
 
@@ -152,7 +152,7 @@ func (d *demo) drainAndRemove(ctx context.Context, node, role string) error {
 		how = "with errors (" + lease.FormatSteps(rel.Steps) + ")"
 	}
 	d.n.done("%s released %s %s in %s; %s took it over (token %d -> %d); %s is cordoned and idle",
-		node, role, how, shortDur(rel.Total), to, before.Token, rep.Token, node)
+		node, role, how, lease.CompactDuration(rel.Total), to, before.Token, rep.Token, node)
 
 	nd, _ := FindNode(cs, node)
 	d.n.begin("Remove %s: understudy node remove %s", node, node)

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/understudy-ha/understudy/lease"
 )
 
 // BenchKeepalived runs keepalived side by side with understudy's own benchmarks: the
@@ -60,7 +62,7 @@ func BenchKeepalived(ctx context.Context, o KeepalivedOptions) (rep *KeepalivedR
 		}
 		rep.Trials, gaps = append(rep.Trials, tr), append(gaps, tr.Gap)
 		_, _ = fmt.Fprintf(o.Progress, "trial %2d: %s -> %s  gap %s  act-to-served %s  (%d failed requests)\n",
-			i, tr.From, tr.To, shortDur(tr.Gap), shortDur(tr.ActToServed), tr.Failed)
+			i, tr.From, tr.To, lease.CompactDuration(tr.Gap), lease.CompactDuration(tr.ActToServed), tr.Failed)
 	}
 	// The restored node must have rejoined as the backup, and the VIP stayed put.
 	if err := b.waitStable(ctx, o.Nodes[b.master], o.Nodes[1-b.master]); err != nil {

@@ -55,7 +55,7 @@ func (n *narrator) begin(format string, args ...any) {
 // done reports the outcome of the current step with its elapsed time.
 func (n *narrator) done(format string, args ...any) {
 	n.printf("          %s %s %s\n", paint(n.colour, ansiGreen, "✓"), fmt.Sprintf(format, args...),
-		paint(n.colour, ansiDim, "("+shortDur(time.Since(n.step))+")"))
+		paint(n.colour, ansiDim, "("+lease.CompactDuration(time.Since(n.step))+")"))
 }
 
 // note prints an indented remark.
@@ -82,7 +82,7 @@ func (n *narrator) timeline(evs []lease.Event) {
 	for _, ev := range evs {
 		total := "-"
 		if ev.Total > 0 {
-			total = shortDur(ev.Total)
+			total = lease.CompactDuration(ev.Total)
 		}
 		rows = append(rows, []string{ev.Time.Local().Format("15:04:05.000"), dash(ev.Role), ev.Kind,
 			dash(ev.Node), dash(ev.From), tokenText(ev.Token), lease.FormatSteps(ev.Steps), total})
@@ -98,18 +98,4 @@ func (n *narrator) timeline(evs []lease.Event) {
 	n.printf("\n")
 	writeTable(n.w, []string{"TIME", "ROLE", "KIND", "NODE", "FROM", "TOKEN", "STEPS", "TOTAL"}, rows, 2, paints, n.colour)
 	n.printf("\n")
-}
-
-// shortDur prints durations compactly: "850µs", "12ms", "1.23s".
-func shortDur(d time.Duration) string {
-	switch {
-	case d <= 0:
-		return "0s"
-	case d < time.Millisecond:
-		return d.Round(time.Microsecond).String()
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	default:
-		return d.Round(10 * time.Millisecond).String()
-	}
 }

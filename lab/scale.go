@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/understudy-ha/understudy/lease"
 )
 
 // Defaults and fixed choices of the scale bench.
@@ -314,7 +316,7 @@ func runScale(ctx context.Context, o ScaleOptions, nodes, roles int, dir string)
 	if run.IDAllocation, err = f.allocateIDs(ctx); err != nil {
 		return run, err
 	}
-	_, _ = fmt.Fprintf(o.Progress, "ids: %d allocated in %s\n", nodes, shortDur(run.IDAllocation))
+	_, _ = fmt.Fprintf(o.Progress, "ids: %d allocated in %s\n", nodes, lease.CompactDuration(run.IDAllocation))
 	if err := f.join(ctx, &run); err != nil {
 		return run, err
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/understudy-ha/understudy/lease"
 )
 
 // join starts every agent at once, before any role exists (the quickstart's order:
@@ -37,7 +39,7 @@ func (f *scaleFarm) join(ctx context.Context, run *ScaleRun) error {
 		return err
 	}
 	run.Joined, run.Join = joined.Sub(t0), usage(before, after, f.e)
-	_, _ = fmt.Fprintf(f.o.Progress, "join: %d nodes joined in %s\n", len(f.agents), shortDur(run.Joined))
+	_, _ = fmt.Fprintf(f.o.Progress, "join: %d nodes joined in %s\n", len(f.agents), lease.CompactDuration(run.Joined))
 	return nil
 }
 
@@ -71,7 +73,7 @@ func (f *scaleFarm) claimAll(ctx context.Context, run *ScaleRun) error {
 	run.ClaimsPerSecond = float64(len(f.roles)) / run.Claimed.Seconds()
 	_, races, _, _, _ := f.rec.counts()
 	_, _ = fmt.Fprintf(f.o.Progress, "claim: %d roles claimed in %s (%.1f claims/s, %d lost races)\n",
-		len(f.roles), shortDur(run.Claimed), run.ClaimsPerSecond, races)
+		len(f.roles), lease.CompactDuration(run.Claimed), run.ClaimsPerSecond, races)
 	return nil
 }
 
@@ -111,7 +113,7 @@ func (f *scaleFarm) steady(ctx context.Context, run *ScaleRun) error {
 		return err
 	}
 	_, _ = fmt.Fprintf(f.o.Progress, "steady %s: keepalives %.0f/s (expected %.0f/s), etcd CPU %.0f%%, agents CPU %.0f%%, machine busy %.0f%%\n",
-		shortDur(run.Steady.Duration), t.Keepalives, run.KeepalivesExpected, run.Steady.EtcdCPUPercent,
+		lease.CompactDuration(run.Steady.Duration), t.Keepalives, run.KeepalivesExpected, run.Steady.EtcdCPUPercent,
 		run.Steady.AgentsCPUPercent, run.Steady.MachineBusyPercent)
 	return nil
 }
@@ -149,7 +151,7 @@ func (f *scaleFarm) trials(ctx context.Context, run *ScaleRun) error {
 		claimed, marked = append(claimed, tr.Failover), append(marked, tr.Marked)
 		run.Failover, run.FailoverMarked = Summarise(claimed), Summarise(marked)
 		_, _ = fmt.Fprintf(f.o.Progress, "trial %d: %s %s -> %s  failover %s (marked %s), token %d -> %d\n",
-			tr.Trial, tr.Role, tr.From, tr.To, shortDur(tr.Failover), shortDur(tr.Marked), tr.OldToken, tr.NewToken)
+			tr.Trial, tr.Role, tr.From, tr.To, lease.CompactDuration(tr.Failover), lease.CompactDuration(tr.Marked), tr.OldToken, tr.NewToken)
 	}
 	return nil
 }

@@ -46,7 +46,7 @@ type Event struct {
 
 // String renders the step for a timeline: "fence=4.1ms"; a failed step ends in "!".
 func (s Step) String() string {
-	out := s.Name + "=" + compactDuration(s.Duration)
+	out := s.Name + "=" + CompactDuration(s.Duration)
 	if s.Err != "" {
 		out += "!"
 	}
@@ -66,8 +66,8 @@ func FormatSteps(steps []Step) string {
 	return strings.Join(parts, " ")
 }
 
-// compactDuration: "850µs", "12ms", "1.23s".
-func compactDuration(d time.Duration) string {
+// CompactDuration prints a duration as the timeline does: "850µs", "12ms", "1.23s".
+func CompactDuration(d time.Duration) string {
 	switch {
 	case d <= 0:
 		return "0s"
