@@ -216,14 +216,22 @@ func (n *Netns) addHost(ctx context.Context, h NetnsHost) error {
 	if err := ipCmd(ctx, "-n", h.NS, "link", "set", "lo", "up"); err != nil {
 		return err
 	}
-	for _, ln := range h.nets {
+	return configureLinks(ctx, h, func(ln labNet) [][]string {
 		port := fmt.Sprintf("%s%d", ln.name[:2], h.host)
-		for _, s := range [][]string{
+		return [][]string{
 			{"-n", h.NS, "link", "add", ln.ifname, "address", labMAC(ln.octet, h.host).String(), "type", "veth", "peer", "name", port, "netns", n.sw},
 			{"-n", n.sw, "link", "set", port, "master", ln.name, "up"},
 			{"-n", h.NS, "addr", "add", ln.addr(h.host) + ln.prefix, "dev", ln.ifname},
 			{"-n", h.NS, "link", "set", ln.ifname, "up"},
-		} {
+		}
+	})
+}
+
+// configureLinks runs the ip commands cmds gives for each of h's networks, then waits
+// until every link has carrier.
+func configureLinks(ctx context.Context, h NetnsHost, cmds func(ln labNet) [][]string) error {
+	for _, ln := range h.nets {
+		for _, s := range cmds(ln) {
 			if err := ipCmd(ctx, s...); err != nil {
 				return err
 			}
@@ -320,24 +328,14 @@ func (n *Netns) Reboot(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	for _, ln := range h.nets {
-		for _, s := range [][]string{
+	return configureLinks(ctx, h, func(ln labNet) [][]string {
+		return [][]string{
 			{"-n", h.NS, "link", "set", ln.ifname, "down"},
 			{"-n", h.NS, "addr", "flush", "dev", ln.ifname},
 			{"-n", h.NS, "addr", "add", ln.addr(h.host) + ln.prefix, "dev", ln.ifname},
 			{"-n", h.NS, "link", "set", ln.ifname, "up"},
-		} {
-			if err := ipCmd(ctx, s...); err != nil {
-				return err
-			}
 		}
-	}
-	for _, ln := range h.nets {
-		if err := waitCarrier(ctx, h.NS, ln.ifname); err != nil {
-			return err
-		}
-	}
-	return nil
+	})
 }
 
 // Addrs lists the IPv4 addresses ("a.b.c.d/len") on ns's eth0.
