@@ -177,17 +177,22 @@ type statusBody struct {
 	Error   string                  `json:"error,omitempty"`
 }
 
+// readCluster reads the cluster status for /status and /ui/state.json: the status and
+// 200, or nil, the error text and 503 when etcd cannot answer within ctx.
+func (s *Server) readCluster(ctx context.Context) (*takeover.ClusterStatus, string, int) {
+	cs, err := s.src.Cluster(ctx)
+	if err != nil {
+		return nil, "cluster status unavailable: " + err.Error(), http.StatusServiceUnavailable
+	}
+	return &cs, "", http.StatusOK
+}
+
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	body := statusBody{Local: s.src.Local()}
-	code := http.StatusOK
 	ctx, cancel := context.WithTimeout(r.Context(), clusterTimeout)
 	defer cancel()
-	if cs, err := s.src.Cluster(ctx); err != nil {
-		body.Error = "cluster status unavailable: " + err.Error()
-		code = http.StatusServiceUnavailable
-	} else {
-		body.Cluster = &cs
-	}
+	var code int
+	body.Cluster, body.Error, code = s.readCluster(ctx)
 	b, err := json.MarshalIndent(body, "", "  ")
 	if err != nil {
 		text(w, http.StatusInternalServerError, "encode status: %v", err)

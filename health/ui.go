@@ -92,16 +92,11 @@ func (s *Server) handleUI(mux *http.ServeMux) {
 
 func (s *Server) uiState(w http.ResponseWriter, r *http.Request) {
 	body := uiState{Time: time.Now(), Local: s.src.Local(), Events: []lease.Event{}}
-	code := http.StatusOK
 	// One budget for both etcd reads: the page polls every second.
 	ctx, cancel := context.WithTimeout(r.Context(), clusterTimeout)
 	defer cancel()
-	if cs, err := s.src.Cluster(ctx); err != nil {
-		body.Error = "cluster status unavailable: " + err.Error()
-		code = http.StatusServiceUnavailable
-	} else {
-		body.Cluster = &cs
-	}
+	var code int
+	body.Cluster, body.Error, code = s.readCluster(ctx)
 	if evs, err := s.events(ctx); err != nil {
 		body.EventsError = "events unavailable: " + err.Error()
 	} else {
