@@ -54,6 +54,10 @@ type Options struct {
 	// Detection of the roles: lease (default) or fast (Netns only: heartbeats on the
 	// client network, the second check over the control network).
 	Detection string
+	// EtcdMembers is 1 (default) or, in Netns mode, 3: a static cluster with each member
+	// in its own namespace on the control network (198.51.100.1-3), so a member, the
+	// leader or the quorum can be lost (EtcdKill, EtcdSignal).
+	EtcdMembers int
 }
 
 func (o *Options) defaults() error {
@@ -78,6 +82,17 @@ func (o *Options) defaults() error {
 	}
 	if o.Log == nil {
 		o.Log = zap.NewNop()
+	}
+	switch o.EtcdMembers {
+	case 0:
+		o.EtcdMembers = 1
+	case 1:
+	case 3:
+		if !o.Netns {
+			return fmt.Errorf("%w: EtcdMembers 3: needs Netns", ErrInvalidOption)
+		}
+	default:
+		return fmt.Errorf("%w: EtcdMembers %d: want 1 or 3", ErrInvalidOption, o.EtcdMembers)
 	}
 	switch o.Detection {
 	case "":

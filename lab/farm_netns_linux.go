@@ -46,6 +46,7 @@ type netnsFarm struct {
 	infra    *NetnsProcs // etcd and tgtd, stopped after the agents
 	san      *san
 	state    LabState
+	members  []etcdMember // guarded by Farm.mu
 }
 
 // startNetns builds the network, runs etcd in its namespace and tgtd in the SAN's, and
@@ -71,12 +72,9 @@ func (f *Farm) startNetns(ctx context.Context, cfg *clientv3.Config) (err error)
 	if err := os.WriteFile(filepath.Join(f.dir, "heartbeat.key"), key, 0o600); err != nil {
 		return fmt.Errorf("lab: heartbeat key: %w", err)
 	}
-	argv := []string{f.opts.Binary, "lab", "etcd", "--dir", filepath.Join(f.dir, "etcd"),
-		"--client-url", NetnsEtcdEndpoint(), "--peer-url", fmt.Sprintf("http://%s:%d", NetnsEtcdAddr, netnsEtcdPeerPort)}
-	if err := f.infra.Start("etcd", etcdNS, argv, nil, filepath.Join(f.dir, "etcd.log")); err != nil {
+	if err := f.startEtcdMembers(ctx); err != nil {
 		return err
 	}
-	f.endpoints = []string{NetnsEtcdEndpoint()}
 	dialEtcd := f.net.DialContext(etcdNS)
 	cfg.DialOptions = append(cfg.DialOptions, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 		return dialEtcd(ctx, "tcp", addr)

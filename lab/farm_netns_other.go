@@ -23,6 +23,7 @@ func (*san) addLUN(context.Context) (int, error) {
 	return 0, fmt.Errorf("%w: the lab SAN", ErrUnsupported)
 }
 func (*san) url(string, int) string { return "" }
+func (*san) file(int) string        { return "" }
 
 func (f *Farm) startNetns(context.Context, *clientv3.Config) error {
 	return fmt.Errorf("%w: the namespace lab", ErrUnsupported)

@@ -93,10 +93,11 @@ type Netns struct {
 	san    NetnsHost
 	client NetnsHost
 
-	mu      sync.Mutex // guards nodes, handles, closed
-	nodes   map[string]NetnsHost
-	handles map[string]netns.NsHandle
-	closed  bool
+	mu       sync.Mutex  // guards etcdMore, nodes, handles, closed
+	etcdMore []NetnsHost // AddEtcdHost: the further members of a 3-member etcd
+	nodes    map[string]NetnsHost
+	handles  map[string]netns.NsHandle
+	closed   bool
 }
 
 // NewNetns builds the switch, the etcd, SAN and client hosts, and the given nodes (more
@@ -336,6 +337,28 @@ func (n *Netns) Reboot(ctx context.Context, name string) error {
 			{"-n", h.NS, "link", "set", ln.ifname, "up"},
 		}
 	})
+}
+
+// AddEtcdHost creates the namespace <prefix>-etcd<i> on the control network at
+// 198.51.100.<i>, for the i-th member of a multi-member etcd (i from 2; member 1 is
+// Etcd()), or returns the existing one.
+func (n *Netns) AddEtcdHost(ctx context.Context, i int) (NetnsHost, error) {
+	if i < 2 || i >= netnsFirstNode {
+		return NetnsHost{}, fmt.Errorf("%w: etcd member %d: want 2..%d", ErrInvalidOption, i, netnsFirstNode-1)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, h := range n.etcdMore {
+		if h.host == i {
+			return h, nil
+		}
+	}
+	h := newHost(fmt.Sprintf("%s-etcd%d", n.prefix, i), i, labNets[1])
+	if err := n.addHost(ctx, h); err != nil {
+		return NetnsHost{}, err
+	}
+	n.etcdMore = append(n.etcdMore, h)
+	return h, nil
 }
 
 // Addrs lists the IPv4 addresses ("a.b.c.d/len") on ns's eth0.

@@ -33,6 +33,7 @@ type Role struct {
 	VIP       string // Netns mode: the floating IP (client network)
 	Storage   string // Netns mode: the LUN's iSCSI URL
 	Mount     string // Netns mode: the mountpoint, also the demo service's --data
+	LUNFile   string // Netns mode: the LUN's backing file on the SAN host (read it with the LUN idle)
 }
 
 // Addr is the role's service address, 127.0.0.1:<port> or <VIP>:<port>.
@@ -84,6 +85,7 @@ func (f *Farm) AddRole(ctx context.Context, name string, preferred ...string) (R
 		}
 		r.Port, r.VIP = netnsRolePort, fmt.Sprintf("192.0.2.%d", netnsFirstVIP+len(f.order))
 		r.Storage, r.Mount = f.san.url(NetnsSANAddr, lun), filepath.Join(f.dir, "mnt", name)
+		r.LUNFile = f.san.file(lun)
 		if err := os.MkdirAll(r.Mount, 0o755); err != nil {
 			return Role{}, fmt.Errorf("lab: role %s: mountpoint: %w", name, err)
 		}

@@ -93,7 +93,7 @@ func (s *san) waitReady(ctx context.Context, exited <-chan struct{}) error {
 // (n from 1). It returns n.
 func (s *san) addLUN(ctx context.Context) (int, error) {
 	n := s.luns + 1
-	file := filepath.Join(s.dir, fmt.Sprintf("lun%d.img", n))
+	file := s.file(n)
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		return 0, fmt.Errorf("lab: lun %d: %w", n, err)
 	}
@@ -110,6 +110,9 @@ func (s *san) addLUN(ctx context.Context) (int, error) {
 	s.luns = n
 	return n, nil
 }
+
+// file is LUN n's backing file.
+func (s *san) file(n int) string { return filepath.Join(s.dir, fmt.Sprintf("lun%d.img", n)) }
 
 // url is LUN n's iSCSI URL, as a role's storage device and fence path.
 func (s *san) url(addr string, n int) string {

@@ -12,6 +12,7 @@ packages=(
 	e2fsprogs      # mkfs.ext4 / fsck for the roles' storage
 	fuse3          # FUSE block view of the LUNs in the lab
 	keepalived     # bench failover compares against VRRP moving the same kind of VIP
+	nftables       # understudy nemesis: partitions inside a lab node's namespace
 	ca-certificates git gcc
 )
 # What only the test suite needs (test.sh sets UNDERSTUDY_TEST_DEPS=1), so the README's
