@@ -628,16 +628,21 @@ func (f *lunFile) sync(op string) syscall.Errno {
 	return 0
 }
 
-// fail logs an I/O error (the first reservation conflict loudly, other errors at
-// powers of two) and turns it into EIO for the kernel.
+// fail logs an I/O error (every reservation conflict, the first loudly; other errors
+// at powers of two) and turns it into EIO for the kernel.
 func (f *lunFile) fail(op string, off int64, n int, err error) syscall.Errno {
 	count := f.errs.Add(1)
 	fields := []zap.Field{zap.String("op", op), zap.Int64("offset", off), zap.Int("bytes", n),
 		zap.Uint64("errors", count), zap.Error(err)}
 	switch {
 	case errors.Is(err, scsi.ErrReservationConflict):
+		// Every rejected I/O is logged: each is a write a fenced node attempted and the
+		// target refused, the evidence that fencing works (few: the file system stops
+		// writing after its first failed journal commit).
 		if !f.conflict.Swap(true) {
 			f.log.Error("LUN rejects our I/O with RESERVATION CONFLICT: this node was fenced", fields...)
+		} else {
+			f.log.Warn("LUN rejects our I/O with RESERVATION CONFLICT again", fields...)
 		}
 	case count&(count-1) == 0:
 		f.log.Warn("LUN I/O failed; returning EIO", fields...)
