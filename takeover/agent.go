@@ -282,7 +282,7 @@ func (a *Agent) runSession(ctx context.Context, cli *clientv3.Client, st *lease.
 		a.setLocal(func(l *LocalStatus) { l.State, l.EtcdOK, l.Ready = StateDown, false, false })
 		a.lastRec = ""
 	}()
-	l := &loop{a: a, st: st, sess: sess}
+	l := &loop{a: a, st: st, sess: sess, started: time.Now()}
 	return l.run(ctx)
 }
 

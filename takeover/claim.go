@@ -120,6 +120,9 @@ func (l *loop) mayClaim(v *lease.View, r lease.RoleSpec) bool {
 	case t != "" && nodeFree(v, t) && waited < chance:
 		return false
 	}
+	if l.leaveToKeeper(v, r.Name, chance) {
+		return false
+	}
 	if len(r.Preferred) == 0 || slices.Contains(r.Preferred, me) {
 		return true
 	}
@@ -135,6 +138,21 @@ func (l *loop) mayClaim(v *lease.View, r lease.RoleSpec) bool {
 		_, everHeld := v.Last[r.Name]
 		return everHeld
 	}
+}
+
+// leaveToKeeper: with etcd_outage keep-running, actives keep their roles through an
+// etcd outage and carry them over to new sessions when etcd is back, but their old
+// claims may be gone by then (a leader that was frozen along with the quorum revokes
+// every overdue lease the moment it resumes, with no election to extend them). A node
+// whose own session is that young (it lived through the outage too) therefore leaves a
+// role whose last holder did not give it up cleanly to that holder for `chance`; a
+// node with an older session takes it at once (the holder really failed).
+func (l *loop) leaveToKeeper(v *lease.View, role string, chance time.Duration) bool {
+	if v.Spec == nil || v.Spec.EtcdOutage != lease.OutageKeepRunning || time.Since(l.started) >= chance {
+		return false
+	}
+	last, ok := v.Last[role]
+	return ok && !last.Clean && last.Node != l.a.cfg.Node
 }
 
 // failback hands roles held here back to a free preferred standby, when the spec asks

@@ -319,6 +319,66 @@ roles:
 	}
 }
 
+// etcd_outage: keep-running, when every lease vanishes at once (what a leader frozen
+// together with the quorum does when it resumes: it revokes every overdue lease, with no
+// election to extend them): the active carries its role over to a new session under a
+// new token, its executable untouched, and the standby, whose session is as young,
+// leaves the role to it instead of fencing it.
+func TestKeepRunningAfterEveryLeaseRevoked(t *testing.T) {
+	tg := tgtdtest.Start(t)
+	f := newFarm(t)
+	f.apply(`etcd_outage: keep-running
+roles:
+  - name: r1
+    preferred_nodes: [a]
+    fence:
+      method: scsi
+      devices: [["` + tg.URL(1) + `"]]
+    exec:
+      command: [sleep, "3600"]
+`)
+	f.start("a")
+	v := f.waitView("a holds r1", all(holderIs("r1", "a"), stateIs("a", StateActive)))
+	token := v.Claims["r1"].Token
+	f.start("b")
+	f.waitView("b standby", stateIs("b", StateStandby))
+	pid := findExec(t, "a", "r1")
+
+	cli := f.etcd.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	leases, err := cli.Leases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leases.Leases {
+		if _, err := cli.Revoke(ctx, l.ID); err != nil {
+			t.Fatalf("revoke lease %x: %v", l.ID, err)
+		}
+	}
+	v = f.waitView("r1 held on a new lease", func(v *lease.View) bool {
+		c, ok := v.Claims["r1"]
+		rec, live := v.Nodes[c.Node]
+		return ok && live && int64(c.Lease) == rec.Lease && c.Token > token
+	})
+	if c := v.Claims["r1"]; c.Node != "a" {
+		t.Fatalf("r1 taken by %s after the leases vanished; a kept it running and should carry it over", c.Node)
+	}
+	if !pidAlive(pid) || findExec(t, "a", "r1") != pid {
+		t.Fatal("a's executable was restarted; it should have kept running")
+	}
+	f.waitView("b standby again", stateIs("b", StateStandby))
+	evs, err := f.store.Events(ctx, "r1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if ev.Node == "b" && (ev.Kind == EventTakeover || ev.Kind == EventTakeoverFailed) {
+			t.Fatalf("b tried to take r1: %+v", ev)
+		}
+	}
+}
+
 // Storage given as iscsi:// goes through each node's own session (FUSE + loop): after an
 // unclean failover the new holder fences the old one, mounts the same ext4 and finds
 // what the old holder's executable wrote.

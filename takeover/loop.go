@@ -17,11 +17,16 @@ import (
 // errDemoted ends a session whose keepalive went stale while it held roles.
 var errDemoted = errors.New("takeover: keepalive stale, demoted")
 
+// errClaimVanished ends a session whose claim disappeared with its lease while the spec
+// says keep-running (see checkHeld).
+var errClaimVanished = errors.New("takeover: claim vanished with the lease (keep-running)")
+
 // loop is one session's event loop. All its fields are touched only by the goroutine in run.
 type loop struct {
-	a    *Agent
-	st   *lease.Store
-	sess *lease.Session
+	a       *Agent
+	st      *lease.Store
+	sess    *lease.Session
+	started time.Time // when this session began (monotonic)
 
 	state string
 	since time.Time       // wall clock, display only
@@ -84,7 +89,7 @@ func (l *loop) run(ctx context.Context) error {
 			err = l.reconcileNow(ctx)
 		}
 		lastFull = time.Now()
-		if errors.Is(err, ErrRemoved) {
+		if errors.Is(err, ErrRemoved) || errors.Is(err, errClaimVanished) {
 			return err
 		}
 	}
@@ -166,7 +171,9 @@ func (l *loop) reconcileNow(ctx context.Context) error {
 func (l *loop) reconcile(ctx context.Context, v *lease.View) error {
 	defer l.a.touchLoop()
 	l.carryOver(ctx, v)
-	l.checkHeld(ctx, v)
+	if err := l.checkHeld(ctx, v); err != nil {
+		return err
+	}
 	if err := l.handleCommands(ctx, v); err != nil {
 		return err
 	}
@@ -250,15 +257,26 @@ func (l *loop) carryOver(ctx context.Context, v *lease.View) {
 
 // checkHeld stops roles whose claim is no longer ours: etcd is the source of truth, and a
 // claim that vanished may already be someone else's.
-func (l *loop) checkHeld(ctx context.Context, v *lease.View) {
+//
+// With etcd_outage keep-running, a claim of this session that vanished without being
+// replaced went with the session's lease (expired or revoked in an etcd outage): that
+// is the outage keep-running rides out, so the session ends (errClaimVanished) with the
+// roles kept, and the next session carries them over if nobody held them meanwhile.
+func (l *loop) checkHeld(ctx context.Context, v *lease.View) error {
 	for role, h := range l.a.held {
 		c, ok := v.Claims[role]
 		if ok && c.Token == h.claim.Token && c.Node == l.a.cfg.Node {
 			continue
 		}
+		if !ok && h.claim.Lease == l.sess.ID() && l.a.keepRunning() {
+			l.a.log.Warn("claim vanished with this session's lease; keep-running: ending the session, the role stays up",
+				zap.String("role", role), zap.Int64("token", h.claim.Token))
+			return errClaimVanished
+		}
 		l.a.log.Warn("claim lost; stopping role", zap.String("role", role), zap.Int64("token", h.claim.Token))
 		l.a.stopRole(ctx, l.st, role, EventLost, "claim no longer ours", "", false)
 	}
+	return nil
 }
 
 // dropUnspecified releases roles the applied spec no longer contains.
