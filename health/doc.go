@@ -5,7 +5,11 @@
 // status page /ui (with /ui/state.json: status plus the recent timeline, polled by the page).
 //
 // Invariants:
-//   - Read-only: no route changes anything, and only GET and HEAD are accepted (405 else).
+//   - Read-only: no route changes anything, and only GET and HEAD are accepted: every
+//     other method gets 405 before routing, on every path (readOnly).
+//   - TLS is optional (WithTLS, TLSConfig): when configured, only TLS 1.2+ is served (no
+//     plain-HTTP fallback on the same port) and, with a client CA, only clients with a
+//     certificate it signed complete the handshake.
 //   - No secrets: bodies are built from takeover.LocalStatus and takeover.ClusterStatus,
 //     which carry no credentials.
 //   - /healthz, /readyz and a holder's /roles/<role> answer from the agent's local state

@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +41,7 @@ type Server struct {
 	gatherer prometheus.Gatherer
 	log      *zap.Logger
 	handler  http.Handler
+	tls      *tls.Config // nil: plain HTTP; set by WithTLS before serving
 }
 
 // New returns a server reporting on src. A nil gatherer serves prometheus.DefaultGatherer
@@ -60,7 +62,7 @@ func New(src Source, gatherer prometheus.Gatherer, log *zap.Logger) *Server {
 	mux.HandleFunc("GET /status", s.status)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	s.handleUI(mux)
-	s.handler = mux
+	s.handler = readOnly(mux)
 	return s
 }
 
@@ -86,9 +88,16 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
 	}
-	s.log.Info("health endpoint listening", zap.String("addr", ln.Addr().String()))
+	s.log.Info("health endpoint listening", zap.String("addr", ln.Addr().String()),
+		zap.Bool("tls", s.tls != nil), zap.Bool("client_certs", s.tls != nil && s.tls.ClientCAs != nil))
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	if s.tls != nil {
+		// ServeTLS takes the certificate from TLSConfig (empty file names) and adds h2.
+		srv.TLSConfig = s.tls
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("health: serve on %s: %w", ln.Addr(), err)

@@ -47,11 +47,17 @@ type Config struct {
 	// role away. LoadConfig fills the default.
 	DemoteMargin time.Duration `mapstructure:"demote_margin" yaml:"demote_margin"`
 	// HealthListen is the health endpoint's host:port ("" disables it).
-	HealthListen string   `mapstructure:"health_listen" yaml:"health_listen"`
-	StateDir     string   `mapstructure:"state_dir" yaml:"state_dir"`
-	Addresses    []string `mapstructure:"addresses" yaml:"addresses"` // this node's IPs, for status
-	LogFormat    string   `mapstructure:"log_format" yaml:"log_format"`
-	LogLevel     string   `mapstructure:"log_level" yaml:"log_level"`
+	HealthListen string `mapstructure:"health_listen" yaml:"health_listen"`
+	// HealthTLSCertFile and HealthTLSKeyFile (PEM) make the health endpoint serve TLS
+	// 1.2+ only; both or neither. HealthTLSClientCAFile additionally requires client
+	// certificates signed by one of its CAs. Read once at start (restart to renew).
+	HealthTLSCertFile     string   `mapstructure:"health_tls_cert_file" yaml:"health_tls_cert_file"`
+	HealthTLSKeyFile      string   `mapstructure:"health_tls_key_file" yaml:"health_tls_key_file"`
+	HealthTLSClientCAFile string   `mapstructure:"health_tls_client_ca_file" yaml:"health_tls_client_ca_file"`
+	StateDir              string   `mapstructure:"state_dir" yaml:"state_dir"`
+	Addresses             []string `mapstructure:"addresses" yaml:"addresses"` // this node's IPs, for status
+	LogFormat             string   `mapstructure:"log_format" yaml:"log_format"`
+	LogLevel              string   `mapstructure:"log_level" yaml:"log_level"`
 	// HeartbeatListen is the ip:port this node sends and receives fast-detection
 	// heartbeats on ("" disables: the node can neither hold nor detect fast roles
 	// early; it still takes them over after lease expiry).
@@ -96,6 +102,9 @@ var options = []option{
 	{"ttl", "ttl", 3 * time.Second, "the node's etcd lease TTL: whole seconds, at least 1s"},
 	{"demote_margin", "demote-margin", time.Duration(0), "an active node demotes itself when its last acknowledged keepalive is older than ttl minus this; less than ttl/2 (0: the default, ttl/3)"},
 	{"health_listen", "health-listen", ":7480", `health endpoint host:port ("" disables it)`},
+	{"health_tls_cert_file", "health-tls-cert-file", "", "PEM certificate of the health endpoint: with health_tls_key_file it serves TLS 1.2+ only, otherwise plain HTTP (not with heartbeat_listen: peers probe it over plain HTTP)"},
+	{"health_tls_key_file", "health-tls-key-file", "", "PEM private key of health_tls_cert_file (both or neither)"},
+	{"health_tls_client_ca_file", "health-tls-client-ca-file", "", "PEM CA certificates: when set, the health endpoint requires and verifies client certificates signed by them (needs health_tls_cert_file)"},
 	{"state_dir", "state-dir", "/var/lib/understudy", "directory for this node's local state, an absolute path (iSCSI storage keeps its devices there)"},
 	{"addresses", "addresses", []string{}, "this node's IP addresses, shown in status"},
 	{"log_format", "log-format", "json", `log format: "json" or "console"`},
@@ -313,6 +322,7 @@ func (c Config) Validate() error {
 			add("health_listen: %q is not host:port (e.g. \":7480\" or \"127.0.0.1:7480\"; \"\" disables)", c.HealthListen)
 		}
 	}
+	errs = append(errs, c.validateHealthTLS()...)
 	if c.HeartbeatListen != "" {
 		if ap, err := netip.ParseAddrPort(c.HeartbeatListen); err != nil || ap.Addr().IsUnspecified() || ap.Port() == 0 {
 			add("heartbeat_listen: %q: want this node's ip:port as peers reach it (e.g. \"10.0.0.5:7946\")", c.HeartbeatListen)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -20,7 +21,8 @@ func (a *app) newAgentCmd() *cobra.Command {
 		Long: `agent runs this node's member of the cluster: it keeps an etcd lease, registers the
 node, qualifies it, claims orphaned roles (fence, storage, exec, VIP, health check), gives
 roles back when told to, and demotes itself when it can no longer prove its lease alive.
-Beside it runs the health endpoint (/healthz, /readyz, /roles/<role>, /status, /metrics).
+Beside it runs the health endpoint (/healthz, /readyz, /roles/<role>, /status, /metrics),
+read-only, over TLS when health_tls_cert_file and health_tls_key_file are set.
 
 Configuration, later sources winning: defaults, the YAML file (--config or
 UNDERSTUDY_CONFIG), UNDERSTUDY_* environment (UNDERSTUDY_ETCD_ENDPOINTS,
@@ -51,6 +53,17 @@ Exit codes: 0 stopped or removed from the cluster, 1 failure, 2 invalid configur
 // runAgent runs the agent and its health endpoint until ctx ends or either fails; each
 // stops the other, and both have returned when runAgent returns.
 func runAgent(ctx context.Context, cfg takeover.Config, log *zap.Logger) error {
+	// Load the health endpoint's certificates before anything starts: a bad file is a
+	// configuration error (exit 2), not a runtime failure.
+	var healthTLS *tls.Config
+	if cfg.HealthListen != "" && cfg.HealthTLSCertFile != "" {
+		var err error
+		healthTLS, err = health.TLSConfig(health.TLSFiles{CertFile: cfg.HealthTLSCertFile,
+			KeyFile: cfg.HealthTLSKeyFile, ClientCAFile: cfg.HealthTLSClientCAFile})
+		if err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+	}
 	ag, err := takeover.NewAgent(cfg, log)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
@@ -63,6 +76,7 @@ func runAgent(ctx context.Context, cfg takeover.Config, log *zap.Logger) error {
 	var healthErr error
 	if cfg.HealthListen != "" {
 		srv := health.New(ag, ag.Gatherer(), log.Named("health"))
+		srv.WithTLS(healthTLS)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
