@@ -125,7 +125,8 @@ func (a *Agent) run(ctx context.Context, action, plug string) (int, error) {
 	if ctx.Err() != nil {
 		err = fmt.Errorf("killed after %v: %w", time.Since(start).Round(time.Millisecond), ctx.Err())
 	}
-	return code, fmt.Errorf("fence: agent %s %s plug %q: %w: exit %d: %w; output: %q", a.Path, action, plug, ErrAgent, code, err, a.redact(tail(out.String(), 512)))
+	// Redact before cutting: a tail that starts inside a secret would keep its end.
+	return code, fmt.Errorf("fence: agent %s %s plug %q: %w: exit %d: %w; output: %q", a.Path, action, plug, ErrAgent, code, err, tail(a.redact(out.String()), 512))
 }
 
 // stdin renders the option lines; values with line breaks are refused
@@ -161,8 +162,10 @@ func (a *Agent) stdin(action, plug string) (string, error) {
 	return b.String(), nil
 }
 
-// isSecretArg reports whether an option's value must never be shown.
-func isSecretArg(k string) bool {
+// IsSecretArg reports whether an option's value must never be shown: its name contains
+// pass, secret, community, token or auth (any case). The CLI applies the same rule to
+// every key of a spec it prints.
+func IsSecretArg(k string) bool {
 	k = strings.ToLower(k)
 	for _, s := range []string{"pass", "secret", "community", "token", "auth"} {
 		if strings.Contains(k, s) {
@@ -174,7 +177,7 @@ func isSecretArg(k string) bool {
 
 func (a *Agent) redact(s string) string {
 	for k, v := range a.Args {
-		if v != "" && isSecretArg(k) {
+		if v != "" && IsSecretArg(k) {
 			s = strings.ReplaceAll(s, v, "***")
 		}
 	}

@@ -92,7 +92,7 @@ func (v *validator) role(p string, r *RoleSpec) {
 		if isISCSIURL(r.Storage.Device) && !fencesPath(r.Fence, r.Storage.Device) {
 			// The node writes through the session its key is registered on; a storage
 			// path the fence step does not register would be refused by the target.
-			v.add(p+".storage.device", "%q: an iscsi:// device must also be one of the role's fence.devices paths (method scsi)", r.Storage.Device)
+			v.add(p+".storage.device", "%q: an iscsi:// device must also be one of the role's fence.devices paths (method scsi)", shownDevice(r.Storage.Device))
 		}
 	}
 	if r.Exec != nil {
@@ -164,7 +164,7 @@ func (v *validator) scsiDevices(p string, devs [][]string) {
 		}
 		for j, dev := range paths {
 			if !isDevPath(dev) && !isISCSIURL(dev) {
-				v.add(fmt.Sprintf("%s[%d][%d]", p, i, j), "%q is not a /dev/... path or an iscsi://... URL", dev)
+				v.add(fmt.Sprintf("%s[%d][%d]", p, i, j), "%q is not a /dev/... path or an iscsi://... URL", shownDevice(dev))
 			}
 		}
 	}
@@ -209,7 +209,7 @@ func (v *validator) storage(p string, st *StorageSpec) {
 	case st.Device == "":
 		v.add(p+".device", "required")
 	case !isDevPath(st.Device) && !isISCSIURL(st.Device) && !hasTagPrefix(st.Device):
-		v.add(p+".device", "%q: want /dev/..., UUID=..., LABEL=..., WWN=... or iscsi://...", st.Device)
+		v.add(p+".device", "%q: want /dev/..., UUID=..., LABEL=..., WWN=... or iscsi://...", shownDevice(st.Device))
 	}
 	if st.FSType == "" || strings.ContainsAny(st.FSType, " \t,") {
 		v.add(p+".fstype", "%q: want a file system type such as ext4 or xfs", st.FSType)
@@ -340,4 +340,17 @@ func fencesPath(f *FenceSpec, path string) bool {
 		}
 	}
 	return false
+}
+
+// shownDevice is a device path as validation errors may quote it: an iscsi:// URL's CHAP
+// secret (its userinfo password) replaced, since errors reach logs and terminals.
+func shownDevice(dev string) string {
+	u, err := url.Parse(dev)
+	if err != nil {
+		if strings.Contains(dev, "@") {
+			return "(unparsable URL with credentials)"
+		}
+		return dev
+	}
+	return u.Redacted()
 }

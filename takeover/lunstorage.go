@@ -19,18 +19,19 @@ import (
 // fenced this one, the target itself refuses its writes: fsync returns EIO and ext4
 // aborts its journal. Used where the kernel has no iSCSI initiator (the lab).
 type lunStorage struct {
-	san  *san
-	url  string
-	dir  string // private directory for the FUSE mountpoint
-	spec lease.StorageSpec
-	log  *zap.Logger
+	san   *san
+	url   string // may carry a CHAP secret: used only to open the session
+	shown string // url without the secret, for errors and logs
+	dir   string // private directory for the FUSE mountpoint
+	spec  lease.StorageSpec
+	log   *zap.Logger
 
 	lun   *LUNDevice // owned between Start and Stop
 	inner *Storage
 }
 
 func newLUNStorage(s *san, spec lease.StorageSpec, stateDir, role string, log *zap.Logger) *lunStorage {
-	return &lunStorage{san: s, url: spec.Device, dir: filepath.Join(stateDir, "lun", role), spec: spec, log: log}
+	return &lunStorage{san: s, url: spec.Device, shown: shownPath(spec.Device), dir: filepath.Join(stateDir, "lun", role), spec: spec, log: log}
 }
 
 // Name implements Resource.
@@ -39,7 +40,7 @@ func (l *lunStorage) Name() string { return "storage" }
 // Start attaches the LUN and mounts it; on failure whatever it attached is detached.
 func (l *lunStorage) Start(ctx context.Context, rc RoleContext) error {
 	if l.lun != nil {
-		return fmt.Errorf("takeover: storage %s: %w", l.url, ErrStorageMounted)
+		return fmt.Errorf("takeover: storage %s: %w", l.shown, ErrStorageMounted)
 	}
 	sess, err := l.san.session(ctx, l.url)
 	if err != nil {
@@ -47,11 +48,11 @@ func (l *lunStorage) Start(ctx context.Context, rc RoleContext) error {
 	}
 	dev, err := sess.Device(ctx)
 	if err != nil {
-		return fmt.Errorf("takeover: storage %s: %w", l.url, err)
+		return fmt.Errorf("takeover: storage %s: %w", l.shown, err)
 	}
 	lun, err := AttachLUN(ctx, dev, l.dir, l.log)
 	if err != nil {
-		return fmt.Errorf("takeover: storage %s: %w", l.url, err)
+		return fmt.Errorf("takeover: storage %s: %w", l.shown, err)
 	}
 	spec := l.spec
 	spec.Device = lun.Path()
@@ -79,7 +80,7 @@ func (l *lunStorage) Stop(ctx context.Context) error {
 		return err // still mounted: detaching the device under it would be worse
 	}
 	if err := l.lun.Detach(ctx); err != nil {
-		return fmt.Errorf("takeover: storage %s: %w", l.url, err)
+		return fmt.Errorf("takeover: storage %s: %w", l.shown, err)
 	}
 	l.lun, l.inner = nil, nil
 	return nil
@@ -94,14 +95,14 @@ func (l *lunStorage) Check(ctx context.Context) error {
 	}
 	dev, err := sess.Device(ctx)
 	if err != nil {
-		return fmt.Errorf("storage.device %s: %w", l.url, err)
+		return fmt.Errorf("storage.device %s: %w", l.shown, err)
 	}
 	head := make([]byte, 4096)
 	if _, err := dev.ReadAtContext(ctx, head, 0); err != nil {
-		return fmt.Errorf("storage.device %s: read the superblock: %w", l.url, err)
+		return fmt.Errorf("storage.device %s: read the superblock: %w", l.shown, err)
 	}
 	if got := fsSignature(head); got != l.spec.FSType && !(isExt(got) && isExt(l.spec.FSType)) {
-		return fmt.Errorf("storage.fstype: %s carries %q, want %q: %w", l.url, got, l.spec.FSType, ErrStorageFSType)
+		return fmt.Errorf("storage.fstype: %s carries %q, want %q: %w", l.shown, got, l.spec.FSType, ErrStorageFSType)
 	}
 	return nil
 }

@@ -55,7 +55,8 @@ func (s *san) device(ctx context.Context, paths []string) (*fence.Device, error)
 	if ok {
 		return d, nil
 	}
-	d = &fence.Device{Name: name, Log: s.log}
+	// The name appears in fence errors, logs and events: never with a CHAP secret.
+	d = &fence.Device{Name: shownPaths(paths), Log: s.log}
 	for _, p := range paths {
 		ts, err := s.open(ctx, p)
 		if err != nil {
@@ -114,7 +115,7 @@ func (s *san) session(ctx context.Context, path string) (*iscsi.Session, error) 
 	}
 	sess, ok := ts[0].(*iscsi.Session)
 	if !ok {
-		return nil, fmt.Errorf("takeover: %s is not an iSCSI path", path)
+		return nil, fmt.Errorf("takeover: %s is not an iSCSI path", shownPath(path))
 	}
 	return sess, nil
 }
@@ -134,7 +135,7 @@ func (s *san) Close(ctx context.Context) error {
 				err = c.Close()
 			}
 			if err != nil {
-				errs = append(errs, fmt.Errorf("takeover: close %s: %w", p, err))
+				errs = append(errs, fmt.Errorf("takeover: close %s: %w", shownPath(p), err))
 			}
 		}
 		delete(s.paths, p)
@@ -142,4 +143,27 @@ func (s *san) Close(ctx context.Context) error {
 	clear(s.devices)
 	clear(s.isids)
 	return errors.Join(errs...)
+}
+
+// shownPath is a device path as errors, logs and events may show it: an iscsi:// URL's
+// CHAP secret replaced (iscsi.Target.String), or, for a URL that does not parse, only
+// its scheme (the parse error, which names the problem, is reported where it is used).
+func shownPath(p string) string {
+	if !strings.HasPrefix(p, "iscsi://") {
+		return p
+	}
+	t, err := iscsi.ParseURL(p)
+	if err != nil {
+		return "iscsi://(invalid URL)"
+	}
+	return t.String()
+}
+
+// shownPaths joins shownPath of each path with ",".
+func shownPaths(paths []string) string {
+	shown := make([]string, len(paths))
+	for i, p := range paths {
+		shown[i] = shownPath(p)
+	}
+	return strings.Join(shown, ",")
 }

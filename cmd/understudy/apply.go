@@ -66,7 +66,8 @@ func (a *app) apply(ctx context.Context, stdin io.Reader, o applyOpts) error {
 	}
 	spec, err := lease.ParseSpec(text)
 	if err != nil {
-		return &exitError{code: exitUsage, err: specProblems(o.file, err)}
+		// Validation errors quote values, and an iscsi:// URL may carry a CHAP secret.
+		return &exitError{code: exitUsage, err: specProblems(o.file, errors.New(newSpecRedactor(text).redact(err.Error())))}
 	}
 	st, done, err := a.openStore(ctx)
 	if err != nil {
@@ -85,7 +86,14 @@ func (a *app) apply(ctx context.Context, stdin io.Reader, o applyOpts) error {
 	if rev == 0 {
 		oldName = "stored spec (none applied yet)"
 	}
-	writeDiff(a.stdout, oldName, o.file, string(stored), string(text))
+	// The diff shows what changes, never the secrets in either text (CHAP secrets in
+	// iscsi:// URLs, fence-agent passwords): its output ends up in terminals and CI logs.
+	red := newSpecRedactor(stored, text)
+	oldShown, newShown := red.redact(string(stored)), red.redact(string(text))
+	writeDiff(a.stdout, oldName, o.file, oldShown, newShown)
+	if oldShown == newShown {
+		_, _ = fmt.Fprintln(a.stdout, "only secret values changed (not shown)")
+	}
 	a.warnRemovedRoles(stored, spec)
 	if o.dryRun {
 		_, _ = fmt.Fprintf(a.stdout, "dry run: nothing written (apply with --if-revision %d to be sure nothing changed in between)\n", rev)

@@ -21,6 +21,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // readyTimeout bounds how long a member may take to start; generous because the test
@@ -91,6 +92,9 @@ func (e *Etcd) config() *embed.Config {
 	cfg.TickMs = 100
 	cfg.ElectionMs = 500
 	cfg.UnsafeNoFsync = true
+	// Tests create users with passwords: etcd's default bcrypt cost makes each
+	// authentication take seconds under -race, longer than a 2 s lease.
+	cfg.BcryptCost = uint(bcrypt.MinCost)
 	cfg.LogLevel = "error"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	if e.clientTLS != nil {
