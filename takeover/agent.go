@@ -43,6 +43,7 @@ type Agent struct {
 	id         uint32
 	held       map[string]*heldRole
 	orphaned   map[string]time.Time // role -> when this node saw its claim vanish (monotonic)
+	claimedAt  map[string]time.Time // role -> when this node first saw its current claim (monotonic)
 	backoff    map[string]time.Time // role -> do not claim before (monotonic), after a failure
 	failures   map[string]int       // role -> consecutive failed takeovers on this node
 	failStreak int                  // consecutive failed takeovers, any role
@@ -70,6 +71,7 @@ func NewAgent(cfg Config, log *zap.Logger) (*Agent, error) {
 		log:       log.With(zap.String("node", cfg.Node)),
 		held:      map[string]*heldRole{},
 		orphaned:  map[string]time.Time{},
+		claimedAt: map[string]time.Time{},
 		backoff:   map[string]time.Time{},
 		failures:  map[string]int{},
 		roleEvent: make(chan roleFailure, 16),

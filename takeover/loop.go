@@ -123,6 +123,28 @@ func onlyEvents(prefix string, evs []*clientv3.Event) bool {
 	return true
 }
 
+// noteClaims forgets when a role was orphaned once it has been claimed for two TTLs. A
+// claim that vanishes sooner was a failed takeover: the role stays orphaned since it
+// first was, so a failing preferred node's attempts do not restart, each time, the
+// chance other nodes give it (mayClaim).
+func (l *loop) noteClaims(v *lease.View) {
+	now := time.Now()
+	for role := range v.Claims {
+		since, ok := l.a.claimedAt[role]
+		if !ok {
+			l.a.claimedAt[role], since = now, now
+		}
+		if now.Sub(since) >= 2*l.sess.TTL() {
+			delete(l.a.orphaned, role)
+		}
+	}
+	for role := range l.a.claimedAt {
+		if _, ok := v.Claims[role]; !ok {
+			delete(l.a.claimedAt, role)
+		}
+	}
+}
+
 // noteOrphans records when each claim vanished, so the takeover's "detect" step measures
 // from the moment this node learned of it.
 func (l *loop) noteOrphans(evs []*clientv3.Event) {
@@ -185,9 +207,7 @@ func (l *loop) reconcile(ctx context.Context, v *lease.View) error {
 			v = nv
 		}
 	}
-	for role := range v.Claims {
-		delete(l.a.orphaned, role)
-	}
+	l.noteClaims(v)
 	if v.Spec != nil {
 		for _, r := range v.Spec.Roles {
 			if _, held := v.Claims[r.Name]; !held {
