@@ -27,7 +27,7 @@ type Session struct {
 	id        clientv3.LeaseID
 	ttl       time.Duration // granted by etcd
 	requested time.Duration
-	interval  time.Duration // between keepalives, and the timeout of each
+	interval  time.Duration // between keepalives; each attempt is bounded by half of it
 
 	mu      sync.Mutex
 	lastAck time.Time // guarded by mu; monotonic send time of the last acked keepalive
@@ -197,18 +197,20 @@ func (s *Session) run(ctx context.Context) {
 					zap.Duration("left", time.Until(s.LastAck().Add(s.ttl))))
 				failing = true
 			}
-			// Retry sooner than the interval: each attempt is bounded anyway, and every
-			// chance before the deadline counts.
-			next.Reset(s.interval / 4)
+			// Retry at once: each attempt is bounded, and every chance before the
+			// deadline counts (an etcd election ends between two of them).
+			next.Reset(s.interval / 8)
 		}
 	}
 }
 
-// keepAliveOnce sends one keepalive bounded by the interval and, on success, records the
-// time the request was sent as LastAck.
+// keepAliveOnce sends one keepalive bounded by half the interval and, on success,
+// records the time the request was sent as LastAck. Half: a request that went to an
+// etcd leader as it died hangs until its bound, and the retry after it must still come
+// before the holder has to demote (LastAck + TTL - TTL/3).
 func (s *Session) keepAliveOnce(ctx context.Context) (time.Time, error) {
 	sent := time.Now() // read before sending: the conservative side of the deadline
-	cctx, cancel := context.WithTimeout(ctx, s.interval)
+	cctx, cancel := context.WithTimeout(ctx, s.interval/2)
 	defer cancel()
 	resp, err := s.cli.KeepAliveOnce(cctx, s.id)
 	if err != nil {
