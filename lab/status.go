@@ -18,6 +18,10 @@ const (
 	leaseLookupTimeout = 2 * time.Second
 )
 
+// viewTimeout bounds one read of the cluster by the lab; the lab's etcd answers in
+// milliseconds when it is whole.
+const viewTimeout = 3 * time.Second
+
 // Status reads the cluster at one etcd revision, with each live node's lease time left,
 // the same picture `understudy status -o json` prints.
 func (f *Farm) Status(ctx context.Context) (takeover.ClusterStatus, error) {
@@ -27,7 +31,11 @@ func (f *Farm) Status(ctx context.Context) (takeover.ClusterStatus, error) {
 // status reads the cluster; withLeases adds the per-node lease lookups (one round trip
 // each), which polling does not need.
 func (f *Farm) status(ctx context.Context, withLeases bool) (takeover.ClusterStatus, error) {
-	v, err := f.store.View(ctx)
+	// One read is bounded on its own: after etcd lost and regained its quorum, a read
+	// sent to a member still catching up can hang where a retry succeeds at once.
+	vctx, cancel := context.WithTimeout(ctx, viewTimeout)
+	v, err := f.store.View(vctx)
+	cancel()
 	if err != nil {
 		return takeover.ClusterStatus{}, fmt.Errorf("lab: read cluster %s: %w", f.opts.Cluster, err)
 	}

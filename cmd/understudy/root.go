@@ -138,6 +138,7 @@ Exit codes: 0 ok, 1 failure, 2 usage or bad input, 3 status degraded (a role is 
 		newDemoCmd(),
 		newBenchCmd(),
 		newLabCmd(),
+		newNemesisCmd(),
 		newDemoServiceCmd(),
 		newVersionCmd(),
 		newDocsCmd(),
