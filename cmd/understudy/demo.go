@@ -82,6 +82,9 @@ longest gap in successful answers.
   scale     many lightweight in-process agents against a 3-member etcd.
 
 --loopback runs failover (kill, stop) and move on 127.0.0.1 without root.`,
+		Example: `  sudo understudy bench failover --trials 10
+  sudo understudy bench move --trials 10
+  understudy bench failover --loopback --trials 5`,
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRunE,
 	}

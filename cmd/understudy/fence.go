@@ -63,6 +63,9 @@ makes belong to the CLI's short-lived session, not to any node's; SCSI registrat
 to an I_T nexus. Use --target to inspect and to fence; register nodes from the nodes.
 
 preempt, clear and unregister change who may write: they require --yes.`,
+		Example: `  understudy fence keys --device /dev/sdb
+  understudy fence reservation --target iscsi://192.0.2.9/iqn.2024-01.org.example:san/1
+  understudy fence preempt --device /dev/sdb --cluster prod --node-id 4 --victim-node-id 1 --yes`,
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRunE,
 	}
