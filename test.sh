@@ -21,6 +21,10 @@ fi
 step "staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
+step "govulncheck (offline: a pinned golang.org/x/vulndb snapshot from the module proxy)"
+deploy/dev/govulncheck.sh --self-test
+deploy/dev/govulncheck.sh
+
 step "go test -race"
 # Build once with full parallelism, then run one test binary at a time: the agent and
 # lab tests measure leases against real time and must not starve each other.
