@@ -75,7 +75,7 @@ func (r *runner) judge(ctx context.Context, c *Cycle, ex expect, tokens0 map[str
 	var over, moved []string
 	for _, role := range r.roles {
 		ws := Windows(r.pollers[role].Samples(), c.Start, c.End, gapMin)
-		c.Unavail[role] = ws
+		c.Unavail[role] = append([]time.Duration{}, ws...) // [] rather than null in JSON
 		bound, ok := ex.bound[role]
 		if !ok {
 			bound = r.quietBound()
