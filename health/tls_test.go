@@ -2,16 +2,9 @@ package health
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,86 +13,37 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/understudy-ha/understudy/lab/pki"
 )
 
-// testCA is a CA generated for one test; it issues server and client certificates as
-// PEM files in dir. (leasetest's helpers are tied to starting an etcd member.)
+// testCA is a CA generated for one test, issuing PEM files in a t.TempDir.
 type testCA struct {
-	t    *testing.T
-	dir  string
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string
-	n    int64
+	t *testing.T
+	*pki.CA
 }
 
 func newTestCA(t *testing.T, name string) *testCA {
 	t.Helper()
-	ca := &testCA{t: t, dir: t.TempDir()}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := pki.NewCA(t.TempDir(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ca.cert, err = x509.ParseCertificate(der); err != nil {
-		t.Fatal(err)
-	}
-	ca.key, ca.file = key, filepath.Join(ca.dir, "ca.pem")
-	ca.write(ca.file, "CERTIFICATE", der)
-	return ca
+	return &testCA{t: t, CA: ca}
 }
 
-func (ca *testCA) write(path, typ string, der []byte) {
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		ca.t.Fatal(err)
-	}
-}
-
-// issue writes <cn>.pem and <cn>-key.pem; server certificates are for 127.0.0.1.
+// issue writes <cn>.pem and <cn>-key.pem; server certificates are for 127.0.0.1 and ::1.
 func (ca *testCA) issue(cn string, server bool) (certFile, keyFile string) {
 	ca.t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		ca.t.Fatal(err)
-	}
-	ca.n++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(ca.n + 1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
+	var ips []net.IP
 	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		ips = pki.Loopback()
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	certFile, keyFile, err := ca.Issue(cn, ips)
 	if err != nil {
 		ca.t.Fatal(err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		ca.t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(ca.dir, cn+".pem"), filepath.Join(ca.dir, cn+"-key.pem")
-	ca.write(certFile, "CERTIFICATE", der)
-	ca.write(keyFile, "PRIVATE KEY", keyDER)
 	return certFile, keyFile
-}
-
-func (ca *testCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
 }
 
 // serveTLS runs a server with files on 127.0.0.1 until the test ends and returns its
@@ -169,22 +113,22 @@ func TestServeTLS(t *testing.T) {
 		return []tls.Certificate{p}
 	}
 	plain := serveTLS(t, TLSFiles{CertFile: srvCert, KeyFile: srvKey})
-	mutual := serveTLS(t, TLSFiles{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: ca.file})
+	mutual := serveTLS(t, TLSFiles{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: ca.File})
 	tests := []struct {
 		name   string
 		url    string
 		tls    *tls.Config // nil: plain HTTP
 		wantOK bool
 	}{
-		{"trusting client", "https://" + plain + "/healthz", &tls.Config{RootCAs: ca.pool()}, true},
+		{"trusting client", "https://" + plain + "/healthz", &tls.Config{RootCAs: ca.Pool()}, true},
 		{"plain http client", "http://" + plain + "/healthz", nil, false},
 		{"client not trusting the CA", "https://" + plain + "/healthz", &tls.Config{}, false},
-		{"tls 1.1 client", "https://" + plain + "/healthz", &tls.Config{RootCAs: ca.pool(), MaxVersion: tls.VersionTLS11}, false},
+		{"tls 1.1 client", "https://" + plain + "/healthz", &tls.Config{RootCAs: ca.Pool(), MaxVersion: tls.VersionTLS11}, false},
 		{"mtls client with cert", "https://" + mutual + "/healthz",
-			&tls.Config{RootCAs: ca.pool(), Certificates: clientPair(cliCert, cliKey)}, true},
-		{"mtls client without cert", "https://" + mutual + "/healthz", &tls.Config{RootCAs: ca.pool()}, false},
+			&tls.Config{RootCAs: ca.Pool(), Certificates: clientPair(cliCert, cliKey)}, true},
+		{"mtls client without cert", "https://" + mutual + "/healthz", &tls.Config{RootCAs: ca.Pool()}, false},
 		{"mtls client cert from other CA", "https://" + mutual + "/healthz",
-			&tls.Config{RootCAs: ca.pool(), Certificates: clientPair(strangerCert, strangerKey)}, false},
+			&tls.Config{RootCAs: ca.Pool(), Certificates: clientPair(strangerCert, strangerKey)}, false},
 		{"mtls plain http", "http://" + mutual + "/healthz", nil, false},
 	}
 	for _, tc := range tests {
@@ -232,7 +176,7 @@ func TestTLSConfigErrors(t *testing.T) {
 			}
 		})
 	}
-	cfg, err := TLSConfig(TLSFiles{CertFile: cert, KeyFile: key, ClientCAFile: ca.file})
+	cfg, err := TLSConfig(TLSFiles{CertFile: cert, KeyFile: key, ClientCAFile: ca.File})
 	if err != nil || cfg.MinVersion != tls.VersionTLS12 || cfg.ClientAuth != tls.RequireAndVerifyClientCert {
 		t.Errorf("valid files: cfg %+v err %v", cfg, err)
 	}
