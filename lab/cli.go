@@ -21,6 +21,9 @@ import (
 func (f *Farm) CLI(ctx context.Context, args ...string) (string, error) {
 	full := append([]string{f.opts.Binary}, args...)
 	full = append(full, "--etcd-endpoints="+strings.Join(f.endpoints, ","), "--cluster="+f.opts.Cluster)
+	if f.cliConfig != "" {
+		full = append(full, "--config="+f.cliConfig) // Secure: TLS as root
+	}
 	if f.net != nil {
 		full = append([]string{"ip", "netns", "exec", f.net.Etcd().NS}, full...)
 	}

@@ -58,6 +58,12 @@ type Options struct {
 	// in its own namespace on the control network (198.51.100.1-3), so a member, the
 	// leader or the quorum can be lost (EtcdKill, EtcdSignal).
 	EtcdMembers int
+	// Secure (Netns only) runs etcd as production should: clients must speak TLS and
+	// present a certificate of the lab's CA, and authentication is on, the agents logging
+	// in as the cluster's user made by `understudy etcd-setup` (certificate CN
+	// understudy-<cluster>, read-write on the cluster's prefix only); the lab itself and
+	// its CLI commands act as root. Certificates are in <dir>/tls.
+	Secure bool
 }
 
 func (o *Options) defaults() error {
@@ -93,6 +99,9 @@ func (o *Options) defaults() error {
 		}
 	default:
 		return fmt.Errorf("%w: EtcdMembers %d: want 1 or 3", ErrInvalidOption, o.EtcdMembers)
+	}
+	if o.Secure && !o.Netns {
+		return fmt.Errorf("%w: Secure: needs Netns", ErrInvalidOption)
 	}
 	switch o.Detection {
 	case "":
@@ -163,7 +172,10 @@ func NewFarm(ctx context.Context, opts Options) (_ *Farm, err error) {
 	}
 	f.store = lease.NewStore(f.cli, lease.Prefix(opts.Cluster), opts.Log)
 	if opts.Netns {
-		return f, f.waitEtcd(ctx)
+		if err := f.waitEtcd(ctx); err != nil {
+			return nil, err
+		}
+		return f, f.enableAuth(ctx)
 	}
 	return f, nil
 }

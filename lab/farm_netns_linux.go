@@ -47,6 +47,11 @@ type netnsFarm struct {
 	san      *san
 	state    LabState
 	members  []etcdMember // guarded by Farm.mu
+	secure   *secureLab   // Options.Secure: the CA and root's certificate
+	// etcdCreds are the agents' etcd TLS settings (Secure), cliConfig the config file
+	// the lab's CLI commands read them from.
+	etcdCreds etcdConfig
+	cliConfig string
 }
 
 // startNetns builds the network, runs etcd in its namespace and tgtd in the SAN's, and
@@ -71,6 +76,14 @@ func (f *Farm) startNetns(ctx context.Context, cfg *clientv3.Config) (err error)
 	_, _ = rand.Read(key)
 	if err := os.WriteFile(filepath.Join(f.dir, "heartbeat.key"), key, 0o600); err != nil {
 		return fmt.Errorf("lab: heartbeat key: %w", err)
+	}
+	if f.opts.Secure {
+		if err := f.prepareTLS(); err != nil {
+			return err
+		}
+		if cfg.TLS, err = f.rootTLS(); err != nil {
+			return err
+		}
 	}
 	if err := f.startEtcdMembers(ctx); err != nil {
 		return err

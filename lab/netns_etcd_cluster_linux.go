@@ -16,6 +16,7 @@ import (
 // namespace and its URLs.
 type etcdMember struct {
 	name, ns, client, peer string
+	tlsArgs                []string // Secure: the member's `lab etcd` TLS flags
 }
 
 // etcdMembers lists the members Options.EtcdMembers asks for: "etcd" in <prefix>-etcd at
@@ -37,14 +38,24 @@ func (f *Farm) startEtcdMembers(ctx context.Context) error {
 		}
 		hosts = append(hosts, h)
 	}
+	scheme := "http://"
+	if f.secure != nil {
+		scheme = "https://"
+	}
 	var members []etcdMember
 	var cluster []string
 	for i, h := range hosts {
 		m := etcdMember{name: "etcd", ns: h.NS,
-			client: "http://" + net.JoinHostPort(h.Ctl, fmt.Sprint(NetnsEtcdClientPort)),
+			client: scheme + net.JoinHostPort(h.Ctl, fmt.Sprint(NetnsEtcdClientPort)),
 			peer:   "http://" + net.JoinHostPort(h.Ctl, fmt.Sprint(netnsEtcdPeerPort))}
 		if i > 0 {
 			m.name = fmt.Sprintf("etcd%d", i+1)
+		}
+		if f.secure != nil {
+			var err error
+			if m.tlsArgs, err = f.memberTLS(m, h.Ctl); err != nil {
+				return err
+			}
 		}
 		members = append(members, m)
 		cluster = append(cluster, m.name+"="+m.peer)
@@ -64,9 +75,10 @@ func (f *Farm) startEtcdMembers(ctx context.Context) error {
 func (f *Farm) startEtcdMember(m etcdMember, cluster string) error {
 	argv := []string{f.opts.Binary, "lab", "etcd", "--name", m.name, "--dir", filepath.Join(f.dir, m.name),
 		"--client-url", m.client, "--peer-url", m.peer}
-	if f.opts.EtcdMembers > 1 {
+	if f.opts.EtcdMembers > 1 && cluster != "" {
 		argv = append(argv, "--initial-cluster", cluster)
 	}
+	argv = append(argv, m.tlsArgs...)
 	return f.infra.Start(m.name, m.ns, argv, nil, filepath.Join(f.dir, m.name+".log"))
 }
 

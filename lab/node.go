@@ -58,7 +58,10 @@ type agentConfig struct {
 }
 
 type etcdConfig struct {
-	Endpoints []string `yaml:"endpoints"`
+	Endpoints []string `yaml:"endpoints,omitempty"`
+	CACert    string   `yaml:"ca_cert,omitempty"`
+	Cert      string   `yaml:"cert,omitempty"`
+	Key       string   `yaml:"key,omitempty"`
 }
 
 // newNode prepares a node's directory and config file. The health port is chosen once,
@@ -68,8 +71,9 @@ func (f *Farm) newNode(ctx context.Context, name string) (*node, error) {
 	n := &node{name: name, dir: dir, config: filepath.Join(dir, "agent.yaml"),
 		logPath: filepath.Join(dir, "agent.log")}
 	cfg := agentConfig{
-		Node: name, Cluster: f.opts.Cluster, Etcd: etcdConfig{Endpoints: f.endpoints},
-		TTL: f.opts.TTL.String(), StateDir: filepath.Join(dir, "state"), LogFormat: f.opts.LogFormat,
+		Node: name, Cluster: f.opts.Cluster,
+		Etcd: etcdConfig{Endpoints: f.endpoints, CACert: f.etcdCreds.CACert, Cert: f.etcdCreds.Cert, Key: f.etcdCreds.Key},
+		TTL:  f.opts.TTL.String(), StateDir: filepath.Join(dir, "state"), LogFormat: f.opts.LogFormat,
 	}
 	if f.opts.Netns {
 		h, err := f.net.AddNode(ctx, name)

@@ -218,6 +218,9 @@ func newLabEtcdCmd() *cobra.Command {
 			if m.Dir == "" {
 				return usageErrorf("--dir is required: the member's data directory")
 			}
+			if m.CertFile != "" && (m.KeyFile == "" || m.TrustedCAFile == "") {
+				return usageErrorf("--cert-file needs --key-file and --trusted-ca-file (clients must present a certificate)")
+			}
 			m.Client, m.Peer = *cu, *pu
 			log, err := zap.NewProduction()
 			if err != nil {
@@ -242,5 +245,8 @@ func newLabEtcdCmd() *cobra.Command {
 	f.StringVar(&client, "client-url", "", "client URL to listen on and advertise")
 	f.StringVar(&peer, "peer-url", "", "peer URL to listen on and advertise")
 	f.StringVar(&m.InitialCluster, "initial-cluster", "", "name=peer-url,... of a static cluster (default: this member alone)")
+	f.StringVar(&m.CertFile, "cert-file", "", "server certificate: clients must use TLS (with --key-file and --trusted-ca-file)")
+	f.StringVar(&m.KeyFile, "key-file", "", "server key")
+	f.StringVar(&m.TrustedCAFile, "trusted-ca-file", "", "CA whose client certificates are accepted (required with --cert-file)")
 	return cmd
 }

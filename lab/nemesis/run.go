@@ -125,8 +125,8 @@ func (r *runner) say(format string, args ...any) {
 // start builds the farm (three etcd members, tgtd, nodes a-e, roles on a, b, c),
 // starts a writer and a poller per role and waits until everything settled.
 func (r *runner) start(ctx context.Context) error {
-	r.say("building the lab: 3 etcd members, tgtd, nodes a-e, roles role-a/b/c on a/b/c")
-	f, err := lab.NewFarm(ctx, lab.Options{Binary: r.o.Binary, Netns: true, TTL: r.o.TTL, EtcdMembers: 3,
+	r.say("building the lab: 3 etcd members (mTLS, auth on), tgtd, nodes a-e, roles role-a/b/c on a/b/c")
+	f, err := lab.NewFarm(ctx, lab.Options{Binary: r.o.Binary, Netns: true, TTL: r.o.TTL, EtcdMembers: 3, Secure: true,
 		Dir: r.o.Dir, LogFormat: "json", Log: r.o.Log})
 	if err != nil {
 		return err
