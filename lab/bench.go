@@ -258,7 +258,7 @@ func moveTrial(ctx context.Context, f *Farm, timeout time.Duration) (MoveTrial, 
 	}()
 	_, at, err := f.WaitServed(ctx, benchRole, serviceProbeInterval, func(r Reply) bool { return r.Node == tr.To })
 	if err == nil {
-		err = sleepCtx(ctx, gapTail)
+		err = Sleep(ctx, gapTail)
 	}
 	samples := p.Stop()
 	if cerr := <-cliErr; cerr != nil {

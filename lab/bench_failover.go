@@ -111,7 +111,7 @@ func failoverTrial(ctx context.Context, f *Farm, mode string, timeout time.Durat
 		return r.Node != tr.From && r.Token > before.Token
 	})
 	if err == nil {
-		err = sleepCtx(ctx, gapTail)
+		err = Sleep(ctx, gapTail)
 	}
 	samples := p.Stop()
 	if err != nil {
@@ -186,7 +186,9 @@ func (f *Farm) clientDial() dialFunc {
 	return f.net.DialContext(f.net.Client().NS)
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// Sleep waits d (a scheduled pause of a benchmark or a fault's length, never a
+// synchronisation) or until ctx ends, and returns ctx's error then.
+func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -71,7 +71,7 @@ func (a *scaleAgent) life(ctx context.Context) {
 			return
 		}
 		a.f.rec.lost(a.f.o.Log, a.name, err)
-		if sleepCtx(ctx, max(a.f.o.TTL/4, 100*time.Millisecond)) != nil {
+		if Sleep(ctx, max(a.f.o.TTL/4, 100*time.Millisecond)) != nil {
 			return
 		}
 	}

@@ -90,14 +90,14 @@ func latest(m map[string]time.Time) time.Time {
 // steady measures the members over Window once the start of day settled: after a TTL
 // the last node records are written and only keepalives remain.
 func (f *scaleFarm) steady(ctx context.Context, run *ScaleRun) error {
-	if err := sleepCtx(ctx, f.o.TTL); err != nil {
+	if err := Sleep(ctx, f.o.TTL); err != nil {
 		return err
 	}
 	before, err := f.e.snapshot(ctx)
 	if err != nil {
 		return err
 	}
-	if err := sleepCtx(ctx, f.o.Window); err != nil {
+	if err := Sleep(ctx, f.o.Window); err != nil {
 		return err
 	}
 	after, err := f.e.snapshot(ctx)

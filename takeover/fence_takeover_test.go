@@ -247,12 +247,11 @@ func mustTarget(t *testing.T, url string) iscsi.Target {
 	return tt
 }
 
-// etcd_outage: keep-running: with SCSI fencing, an active node keeps serving while etcd
-// is down, and carries its claim (same token) over to a new session when etcd returns;
-// the standby never takes the role.
-func TestKeepRunningThroughEtcdOutage(t *testing.T) {
+// keepRunningFarm starts a cluster with etcd_outage keep-running and one SCSI-fenced
+// role r1 held by a, b standing by; it returns r1's token and the pid of a's executable.
+func keepRunningFarm(t *testing.T) (f *farm, token int64, pid int) {
 	tg := tgtdtest.Start(t)
-	f := newFarm(t)
+	f = newFarm(t)
 	f.apply(`etcd_outage: keep-running
 roles:
   - name: r1
@@ -265,10 +264,16 @@ roles:
 `)
 	f.start("a")
 	v := f.waitView("a holds r1", all(holderIs("r1", "a"), stateIs("a", StateActive)))
-	token := v.Claims["r1"].Token
 	f.start("b")
 	f.waitView("b standby", stateIs("b", StateStandby))
-	pid := findExec(t, "a", "r1")
+	return f, v.Claims["r1"].Token, findExec(t, "a", "r1")
+}
+
+// etcd_outage: keep-running: with SCSI fencing, an active node keeps serving while etcd
+// is down, and carries its claim (same token) over to a new session when etcd returns;
+// the standby never takes the role.
+func TestKeepRunningThroughEtcdOutage(t *testing.T) {
+	f, token, pid := keepRunningFarm(t)
 
 	f.etcd.Stop()
 	time.Sleep(3 * testTTL) // well past the lease: a default node would have demoted
@@ -281,7 +286,7 @@ roles:
 	// expired. Whether a's new session comes before the old lease expires is a race with
 	// gRPC's reconnect; if b wins it, b must have fenced a first, and a's watchdog must
 	// have stopped the role. Either way one copy runs and storage stays safe.
-	v = f.waitView("r1 held on a new lease", func(v *lease.View) bool {
+	v := f.waitView("r1 held on a new lease", func(v *lease.View) bool {
 		c, ok := v.Claims["r1"]
 		rec, live := v.Nodes[c.Node]
 		return ok && live && int64(c.Lease) == rec.Lease
@@ -325,24 +330,7 @@ roles:
 // new token, its executable untouched, and the standby, whose session is as young,
 // leaves the role to it instead of fencing it.
 func TestKeepRunningAfterEveryLeaseRevoked(t *testing.T) {
-	tg := tgtdtest.Start(t)
-	f := newFarm(t)
-	f.apply(`etcd_outage: keep-running
-roles:
-  - name: r1
-    preferred_nodes: [a]
-    fence:
-      method: scsi
-      devices: [["` + tg.URL(1) + `"]]
-    exec:
-      command: [sleep, "3600"]
-`)
-	f.start("a")
-	v := f.waitView("a holds r1", all(holderIs("r1", "a"), stateIs("a", StateActive)))
-	token := v.Claims["r1"].Token
-	f.start("b")
-	f.waitView("b standby", stateIs("b", StateStandby))
-	pid := findExec(t, "a", "r1")
+	f, token, pid := keepRunningFarm(t)
 
 	cli := f.etcd.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -356,7 +344,7 @@ roles:
 			t.Fatalf("revoke lease %x: %v", l.ID, err)
 		}
 	}
-	v = f.waitView("r1 held on a new lease", func(v *lease.View) bool {
+	v := f.waitView("r1 held on a new lease", func(v *lease.View) bool {
 		c, ok := v.Claims["r1"]
 		rec, live := v.Nodes[c.Node]
 		return ok && live && int64(c.Lease) == rec.Lease && c.Token > token

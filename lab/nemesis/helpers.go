@@ -59,18 +59,6 @@ func (r *runner) between(lo, hi time.Duration) time.Duration {
 	return lo + time.Duration(r.rng.Int64N(int64(hi-lo)))
 }
 
-// sleep waits d (a fault's scheduled length) or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // etcdAddrs are the etcd members' IP addresses.
 func (r *runner) etcdAddrs() ([]string, error) {
 	var addrs []string

@@ -142,7 +142,7 @@ func runPause(ctx context.Context, r *runner, c *Cycle, _ string) (expect, error
 		flt.Healed = time.Now()
 		return err
 	}
-	if err := sleep(ctx, d); err != nil {
+	if err := lab.Sleep(ctx, d); err != nil {
 		return expect{}, errors.Join(err, resume())
 	}
 	if _, err := r.waitTakeover(ctx, role, tok); err != nil {
@@ -166,7 +166,7 @@ func runPartitionEtcd(ctx context.Context, r *runner, c *Cycle, _ string) (expec
 	}
 	_, werr := r.waitTakeover(ctx, role, tok)
 	if werr == nil {
-		werr = sleep(ctx, r.between(0, 2*time.Second))
+		werr = lab.Sleep(ctx, r.between(0, 2*time.Second))
 	}
 	err = r.f.Net().Heal(context.WithoutCancel(ctx), h)
 	flt.Healed = time.Now()
@@ -183,7 +183,7 @@ func runPartitionClients(ctx context.Context, r *runner, c *Cycle, _ string) (ex
 	if err := r.f.Net().Partition(ctx, h, []string{lab.NetClient}, nil); err != nil {
 		return expect{}, err
 	}
-	serr := sleep(ctx, d)
+	serr := lab.Sleep(ctx, d)
 	err = r.f.Net().Heal(context.WithoutCancel(ctx), h)
 	flt.Healed = time.Now()
 	return expect{bound: map[string]time.Duration{role: d + time.Second}}, errors.Join(serr, err)

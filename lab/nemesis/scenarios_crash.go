@@ -77,7 +77,7 @@ func runTakeoverFail(ctx context.Context, r *runner, c *Cycle, variant string) (
 	if err := r.applySpec(ctx, func(doc map[string]any) { setPreferred(doc, role, []string{s}) }); err != nil {
 		return expect{}, err
 	}
-	if err := sleep(ctx, r.o.TTL); err != nil { // the agents see the new spec
+	if err := lab.Sleep(ctx, r.o.TTL); err != nil { // the agents see the new spec
 		return expect{}, err
 	}
 	undo, err := r.sabotage(ctx, s, role, variant)
@@ -198,7 +198,7 @@ func (r *runner) foreignVIP(ctx context.Context, c *Cycle, role, h string, tok i
 	}); err != nil {
 		errs = append(errs, fmt.Errorf("no standby refused the foreign VIP: %w", err))
 	}
-	errs = append(errs, sleep(ctx, d))
+	errs = append(errs, lab.Sleep(ctx, d))
 	if cs, err := r.f.Status(ctx); err == nil && lab.Holder(cs, role) != "" {
 		errs = append(errs, fmt.Errorf("%s held by %s while a foreign host has its VIP", role, lab.Holder(cs, role)))
 	}
@@ -259,13 +259,13 @@ func runFlap(ctx context.Context, r *runner, c *Cycle, _ string) (expect, error)
 		}); err != nil {
 			return expect{}, err
 		}
-		if err := sleep(ctx, r.between(0, r.o.TTL)); err != nil {
+		if err := lab.Sleep(ctx, r.between(0, r.o.TTL)); err != nil {
 			return expect{}, err
 		}
 		if _, err := r.f.Crash(ctx, h); err != nil {
 			return expect{}, err
 		}
-		if err := sleep(ctx, r.between(r.o.TTL/2, r.o.TTL)); err != nil {
+		if err := lab.Sleep(ctx, r.between(r.o.TTL/2, r.o.TTL)); err != nil {
 			return expect{}, err
 		}
 	}

@@ -22,7 +22,7 @@ func runEtcdLeader(ctx context.Context, r *runner, c *Cycle, _ string) (expect, 
 	if _, err := r.f.EtcdKill(leader); err != nil {
 		return expect{}, err
 	}
-	serr := sleep(ctx, d)
+	serr := lab.Sleep(ctx, d)
 	err = r.f.EtcdRestart(leader)
 	flt.Healed = time.Now()
 	if err == nil {
@@ -50,7 +50,7 @@ func (r *runner) waitEtcdWhole(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if serr := sleep(ctx, 200*time.Millisecond); serr != nil {
+		if serr := lab.Sleep(ctx, 200*time.Millisecond); serr != nil {
 			return fmt.Errorf("nemesis: etcd whole again: %w (last: %w)", serr, err)
 		}
 	}
@@ -61,7 +61,7 @@ func runQuorumLoss(ctx context.Context, r *runner, c *Cycle, mode string) (expec
 		return expect{}, err
 	}
 	// The agents read the spec from their watch; give them a moment to have it.
-	if err := sleep(ctx, r.o.TTL); err != nil {
+	if err := lab.Sleep(ctx, r.o.TTL); err != nil {
 		return expect{}, err
 	}
 	names := r.f.EtcdMemberNames()
@@ -74,7 +74,7 @@ func runQuorumLoss(ctx context.Context, r *runner, c *Cycle, mode string) (expec
 			errs = append(errs, err)
 		}
 	}
-	errs = append(errs, sleep(ctx, quorumOutage))
+	errs = append(errs, lab.Sleep(ctx, quorumOutage))
 	for _, m := range stopped {
 		if _, err := r.f.EtcdSignal(m, syscall.SIGCONT); err != nil {
 			errs = append(errs, err)
@@ -88,7 +88,7 @@ func runQuorumLoss(ctx context.Context, r *runner, c *Cycle, mode string) (expec
 		_, err := r.f.WaitFor(ctxBound(ctx), "every role held after the outage", func(cs takeover.ClusterStatus) bool {
 			return len(cs.Unheld) == 0 && len(lab.NodesIn(cs, takeover.StateActive)) == len(r.roles)
 		})
-		errs = append(errs, err, sleep(ctx, 2*r.o.TTL),
+		errs = append(errs, err, lab.Sleep(ctx, 2*r.o.TTL),
 			r.applySpec(ctx, func(doc map[string]any) { delete(doc, "etcd_outage") }))
 	}
 	if mode == lease.OutageKeepRunning {
