@@ -46,7 +46,7 @@ else
 	echo "nemesis: skipped (needs root)"
 fi
 
-step "fuzz (${FUZZTIME:=5s} per target)"
+step "fuzz (${FUZZTIME:=3s} per target)"
 grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 	pkg=./$(dirname "${f#./}")
 	grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //' | while read -r fz; do

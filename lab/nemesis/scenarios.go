@@ -62,7 +62,7 @@ var scenarios = []*Scenario{
 		Fault: "crash a holder while its preferred standby cannot take the role: its mount fails (a file where the mountpoint is), " +
 			"or its executable exits at once (/bin/false bound over it), or a foreign host answers the VIP",
 		Promise: "the failing standby rolls back (no mount, process or VIP left) and the next standby takes the role; " +
-			"with a foreign host on the VIP nobody takes it until that host is gone"},
+			"with a foreign host on the VIP nobody adds it until that host is gone, and the role is served when the first standby's retry backoff ends"},
 	{Name: "restart", run: runRestart,
 		Fault:   "kill -9 a holder's agent (its service dies with it) and start it again at once: its VIP and LUN device are still there",
 		Promise: "the agent cleans up what it left before it joins; the role is served again within TTL + takeover budget"},

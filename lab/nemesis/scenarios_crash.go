@@ -199,9 +199,9 @@ func (r *runner) foreignVIP(ctx context.Context, c *Cycle, role, h string, tok i
 		errs = append(errs, fmt.Errorf("no standby refused the foreign VIP: %w", err))
 	}
 	errs = append(errs, lab.Sleep(ctx, d))
-	if cs, err := r.f.Status(ctx); err == nil && lab.Holder(cs, role) != "" {
-		errs = append(errs, fmt.Errorf("%s held by %s while a foreign host has its VIP", role, lab.Holder(cs, role)))
-	}
+	// While the foreign host has the address, no node may have added it (a standby's
+	// claim may come and go: its takeover fails at the VIP step and rolls back).
+	errs = append(errs, r.onlyForeign(ctx, role, rl.VIP, h))
 	errs = append(errs, ip("del"))
 	flt.Healed = time.Now()
 	if _, err := r.waitTakeover(ctx, role, tok); err != nil {
@@ -209,8 +209,39 @@ func (r *runner) foreignVIP(ctx context.Context, c *Cycle, role, h string, tok i
 	}
 	errs = append(errs, r.f.Recover(ctx, h), r.uncordonAll(ctx, c))
 	ex := failover(r, role)
-	ex.bound[role] = flt.Healed.Sub(flt.At) + r.failoverBound()
+	// Every standby that refused the address backs off (TTL << failures, their count
+	// kept per node and role): the role is served when the first retry comes, allowed
+	// here up to the backoff after a second failure.
+	ex.bound[role] = flt.Healed.Sub(flt.At) + r.failoverBound() + 4*r.o.TTL
 	return ex, errors.Join(errs...)
+}
+
+// onlyForeign checks that the client namespace alone answers ARP for vip and that no
+// node but the crashed one (links down, its address left as it was) has it configured.
+func (r *runner) onlyForeign(ctx context.Context, role, vip, crashed string) error {
+	client := r.f.Net().Client()
+	macs, err := arpAnswers(ctx, client.NS, vip)
+	if err != nil {
+		return err
+	}
+	// arping from the host that has the address gets no answer from itself; any
+	// answer is another host's.
+	if len(macs) > 0 {
+		return fmt.Errorf("%s's VIP %s answered by %v while a foreign host has it", role, vip, macs)
+	}
+	for _, n := range r.nodes {
+		if n == crashed {
+			continue
+		}
+		st, err := readNodeState(ctx, r.f, n, r.roleOf)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(st.VIPs, role) {
+			return fmt.Errorf("node %s added %s's VIP %s while a foreign host has it", n, role, vip)
+		}
+	}
+	return nil
 }
 
 func runRestart(ctx context.Context, r *runner, c *Cycle, _ string) (expect, error) {
