@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/understudy-ha/understudy/lab"
+	"github.com/understudy-ha/understudy/lease"
 	"github.com/understudy-ha/understudy/takeover"
 )
 
@@ -32,7 +33,7 @@ func (r *runner) pickHeld(ctx context.Context) (role, holder string, token int64
 // waitTakeover waits until role is held under a token newer than tok and returns the
 // holder.
 func (r *runner) waitTakeover(ctx context.Context, role string, tok int64) (string, error) {
-	cs, err := r.f.WaitFor(ctxBound(ctx), role+" taken over", func(cs takeover.ClusterStatus) bool {
+	cs, err := r.waitFor(ctx, role+" taken over", func(cs takeover.ClusterStatus) bool {
 		rs, _ := lab.FindRole(cs, role)
 		return rs.Holder != "" && rs.Token > tok && lab.Holds(cs, rs.Holder, role)
 	})
@@ -44,11 +45,18 @@ func (r *runner) waitTakeover(ctx context.Context, role string, tok int64) (stri
 	return h, nil
 }
 
-// ctxBound bounds a wait inside a scenario.
-func ctxBound(ctx context.Context) context.Context {
+// waitFor is Farm.WaitFor bounded by settleTimeout.
+func (r *runner) waitFor(ctx context.Context, desc string, cond func(takeover.ClusterStatus) bool) (takeover.ClusterStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
-	context.AfterFunc(ctx, cancel) // released when it ends; the timer goes with it
-	return ctx
+	defer cancel()
+	return r.f.WaitFor(ctx, desc, cond)
+}
+
+// waitEvent is Farm.WaitEvent bounded by settleTimeout.
+func (r *runner) waitEvent(ctx context.Context, role string, match func(lease.Event) bool) (lease.Event, error) {
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
+	return r.f.WaitEvent(ctx, role, match)
 }
 
 // between is a random duration in [lo, hi).

@@ -89,7 +89,7 @@ func runTakeoverFail(ctx context.Context, r *runner, c *Cycle, variant string) (
 	if _, err := r.f.Crash(ctx, h); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := r.f.WaitEvent(ctxBound(ctx), role, func(ev lease.Event) bool {
+	if _, err := r.waitEvent(ctx, role, func(ev lease.Event) bool {
 		return ev.Kind == lease.EventTakeoverFailed && ev.Node == s && ev.Token > tok
 	}); err != nil {
 		errs = append(errs, fmt.Errorf("%s's failed takeover never recorded: %w", s, err))
@@ -193,7 +193,7 @@ func (r *runner) foreignVIP(ctx context.Context, c *Cycle, role, h string, tok i
 	if _, err := r.f.Crash(ctx, h); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := r.f.WaitEvent(ctxBound(ctx), role, func(ev lease.Event) bool {
+	if _, err := r.waitEvent(ctx, role, func(ev lease.Event) bool {
 		return ev.Kind == lease.EventTakeoverFailed && ev.Token > tok
 	}); err != nil {
 		errs = append(errs, fmt.Errorf("no standby refused the foreign VIP: %w", err))
@@ -284,7 +284,7 @@ func runFlap(ctx context.Context, r *runner, c *Cycle, _ string) (expect, error)
 		if err := r.f.Recover(ctx, h); err != nil {
 			return expect{}, err
 		}
-		if _, err := r.f.WaitFor(ctxBound(ctx), h+" back", func(cs takeover.ClusterStatus) bool {
+		if _, err := r.waitFor(ctx, h+" back", func(cs takeover.ClusterStatus) bool {
 			st := lab.StateOf(cs, h)
 			return st == takeover.StateStandby || st == takeover.StateProbation
 		}); err != nil {

@@ -85,7 +85,7 @@ func runQuorumLoss(ctx context.Context, r *runner, c *Cycle, mode string) (expec
 	if mode != lease.OutageDemote {
 		// Back to the default only once the actives have fresh sessions again: an agent
 		// whose keepalive is still stale when it reads "demote" would rightly demote.
-		_, err := r.f.WaitFor(ctxBound(ctx), "every role held after the outage", func(cs takeover.ClusterStatus) bool {
+		_, err := r.waitFor(ctx, "every role held after the outage", func(cs takeover.ClusterStatus) bool {
 			return len(cs.Unheld) == 0 && len(lab.NodesIn(cs, takeover.StateActive)) == len(r.roles)
 		})
 		errs = append(errs, err, lab.Sleep(ctx, 2*r.o.TTL),
