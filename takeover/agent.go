@@ -51,6 +51,9 @@ type Agent struct {
 	lastRec    string // last node record written, to skip identical writes
 	roleEvent  chan roleFailure
 	unfinished []*Chain // chains of stopped roles whose Stop failed; see finishStops
+	// releasing: roles stopped here whose release failed (etcd slow or the demotion
+	// deadline near); retried by retryReleases, and never re-adopted as stranded.
+	releasing map[string]pendingRelease
 
 	fast fastState // fast detection: heartbeats and early fencing (fastdetect.go)
 }
@@ -72,6 +75,7 @@ func NewAgent(cfg Config, log *zap.Logger) (*Agent, error) {
 		held:      map[string]*heldRole{},
 		orphaned:  map[string]time.Time{},
 		claimedAt: map[string]time.Time{},
+		releasing: map[string]pendingRelease{},
 		backoff:   map[string]time.Time{},
 		failures:  map[string]int{},
 		roleEvent: make(chan roleFailure, 16),

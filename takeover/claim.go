@@ -2,6 +2,7 @@ package takeover
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -59,6 +60,9 @@ func (l *loop) claimOrphans(ctx context.Context, v *lease.View) {
 func (l *loop) adoptStranded(ctx context.Context, v *lease.View) {
 	a := l.a
 	for role, c := range v.Claims {
+		if _, giving := a.releasing[role]; giving {
+			continue // stopped here on purpose; retryReleases gives it back
+		}
 		if c.Node != a.cfg.Node || c.Lease != l.sess.ID() || a.held[role] != nil {
 			continue
 		}
@@ -82,6 +86,35 @@ func (l *loop) adoptStranded(ctx context.Context, v *lease.View) {
 		}
 		a.log.Warn("found our own claim without its takeover (an answer lost to a timeout); taking over", zap.String("role", role))
 		a.acquire(ctx, l.st, l.sess, *r, cl, prev)
+	}
+}
+
+// pendingRelease is the release of a role this node stopped that etcd did not confirm.
+type pendingRelease struct {
+	claim  lease.Claim
+	last   *lease.LastHolder
+	target string
+}
+
+// retryReleases gives back the claims of roles this node stopped but could not release
+// (a move, a drain or a failed role whose release timed out). Without it the claim
+// would stay bound to this live session with nothing running, and look stranded.
+func (l *loop) retryReleases(ctx context.Context, v *lease.View) {
+	a := l.a
+	for role, p := range a.releasing {
+		if c, ok := v.Claims[role]; !ok || c.Token != p.claim.Token || c.Node != p.claim.Node {
+			delete(a.releasing, role) // gone or replaced: nothing left to give back
+			continue
+		}
+		cctx, cancel := a.etcdCtx(ctx)
+		err := l.st.Release(cctx, p.claim, p.last, p.target)
+		cancel()
+		if err != nil && !errors.Is(err, lease.ErrNotHolder) {
+			a.log.Warn("release claim (retry)", zap.String("role", role), zap.Error(err))
+			continue
+		}
+		a.log.Info("claim released on retry", zap.String("role", role), zap.Int64("token", p.claim.Token))
+		delete(a.releasing, role)
 	}
 }
 

@@ -217,6 +217,7 @@ func (l *loop) reconcile(ctx context.Context, v *lease.View) error {
 			}
 		}
 	}
+	l.retryReleases(ctx, v)
 	l.adoptStranded(ctx, v)
 	l.claimOrphans(ctx, v)
 	l.failback(ctx, v)

@@ -275,7 +275,8 @@ func (a *Agent) stopRoleQuiet(ctx context.Context, st *lease.Store, role, kind, 
 		rerr := timed(&ev.Steps, "release", func() error { return st.Release(rctx, h.claim, last, target) })
 		cancel()
 		if rerr != nil {
-			a.log.Warn("release claim", zap.String("role", role), zap.Error(rerr))
+			a.log.Warn("release claim; retrying it", zap.String("role", role), zap.Error(rerr))
+			a.releasing[role] = pendingRelease{claim: h.claim, last: last, target: target}
 		}
 	}
 	ev.Total = time.Since(t)

@@ -1,0 +1,61 @@
+package takeover
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/understudy-ha/understudy/lease"
+)
+
+// A role this node stopped on purpose (a move) whose release etcd did not confirm is
+// given back on the next reconcile, with its target and a clean last-holder record,
+// and is never re-adopted as a stranded claim of this session. Driven directly on a
+// loop (no running agent) so the failed release needs no fault injection.
+func TestFailedReleaseIsRetriedNotReadopted(t *testing.T) {
+	f := newFarm(t)
+	f.apply(spec(roleSpec("r1")))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a, err := NewAgent(f.config("a"), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := lease.NewSession(ctx, f.store.Client(), testTTL, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sess.Close(context.Background()) }()
+	c, _, won, err := f.store.TryClaim(ctx, sess, "r1", "a")
+	if err != nil || !won {
+		t.Fatalf("claim r1: won=%v err=%v", won, err)
+	}
+	// What stopRole leaves when its release fails during `role move r1 --to b`.
+	last := &lease.LastHolder{Node: "a", Token: c.Token, Clean: true, Reason: "move to b"}
+	a.releasing["r1"] = pendingRelease{claim: c, last: last, target: "b"}
+	l := &loop{a: a, st: f.store, sess: sess, started: time.Now()}
+
+	v, err := f.store.View(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.adoptStranded(ctx, v)
+	if a.held["r1"] != nil {
+		t.Fatal("a re-adopted r1, which it had stopped to move it")
+	}
+	l.retryReleases(ctx, v)
+	if v, err = f.store.View(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := v.Claims["r1"]; ok {
+		t.Fatalf("r1 still claimed after the retry: %+v", got)
+	}
+	if v.Targets["r1"] != "b" || !v.Last["r1"].Clean || v.Last["r1"].Token != c.Token {
+		t.Fatalf("after the retry: target %q, last %+v; want target b and a clean record of token %d", v.Targets["r1"], v.Last["r1"], c.Token)
+	}
+	if len(a.releasing) != 0 {
+		t.Fatalf("release still pending: %v", a.releasing)
+	}
+}
