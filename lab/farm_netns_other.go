@@ -5,6 +5,8 @@ package lab
 import (
 	"context"
 	"fmt"
+	"syscall"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -38,3 +40,23 @@ func (f *Farm) closeNetns() error              { return nil }
 
 // Net is the farm's network in Netns mode (nil otherwise).
 func (f *Farm) Net() *Netns { return f.net }
+
+// The lab's etcd members run in Linux namespaces only; a farm here has none.
+
+// EtcdMemberNames is empty: no namespace lab exists here.
+func (f *Farm) EtcdMemberNames() []string { return nil }
+
+// EtcdLeader needs the namespace lab.
+func (f *Farm) EtcdLeader(context.Context) (string, error) { return "", errNoNetns }
+
+// EtcdHealthy needs the namespace lab.
+func (f *Farm) EtcdHealthy(context.Context) error { return errNoNetns }
+
+// EtcdKill needs the namespace lab.
+func (f *Farm) EtcdKill(string) (time.Time, error) { return time.Time{}, errNoNetns }
+
+// EtcdSignal needs the namespace lab.
+func (f *Farm) EtcdSignal(string, syscall.Signal) (time.Time, error) { return time.Time{}, errNoNetns }
+
+// EtcdRestart needs the namespace lab.
+func (f *Farm) EtcdRestart(string) error { return errNoNetns }

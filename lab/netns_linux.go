@@ -52,13 +52,6 @@ const (
 	ipTimeout       = 20 * time.Second
 )
 
-// The lab's networks, for SetLinkOn.
-const (
-	NetClient  = "client"
-	NetControl = "control"
-	NetSAN     = "san"
-)
-
 // labNet is one network: its bridge, the host's interface on it, and its address plan.
 type labNet struct {
 	name, ifname string

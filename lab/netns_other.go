@@ -112,3 +112,12 @@ func (*NetnsProcs) Exited(string) (<-chan struct{}, error) { return nil, errNoNe
 
 // ExitErr is nil: nothing ran.
 func (*NetnsProcs) ExitErr(string) error { return nil }
+
+// Addrs needs Linux network namespaces.
+func (*Netns) Addrs(context.Context, string) ([]string, error) { return nil, errNoNetns }
+
+// Partition needs Linux network namespaces (and nftables).
+func (*Netns) Partition(context.Context, string, []string, []string) error { return errNoNetns }
+
+// Heal needs Linux network namespaces.
+func (*Netns) Heal(context.Context, string) error { return errNoNetns }
