@@ -53,6 +53,9 @@ func NewNetnsProcs() *NetnsProcs { return &NetnsProcs{} }
 // Close does nothing: nothing was started.
 func (*NetnsProcs) Close() error { return nil }
 
+// LoopsUnder finds none: loop devices are Linux's.
+func LoopsUnder(string) []string { return nil }
+
 // DetachLoops needs Linux loop devices.
 func DetachLoops(string) ([]string, error) {
 	return nil, fmt.Errorf("%w: loop devices", ErrUnsupported)

@@ -258,44 +258,50 @@ func DetachLoops(prefix string) ([]string, error) {
 	if len(prefix) < len("/tmp/x/") || len(prefix) > loopNameMax/2 || !filepath.IsAbs(prefix) {
 		return nil, fmt.Errorf("%w: loop prefix %q: want an absolute directory of 7 to %d bytes", ErrInvalidOption, prefix, loopNameMax/2)
 	}
-	devs, _ := filepath.Glob("/sys/block/loop*")
 	var done []string
 	var errs []error
+	eachLoop(prefix, func(path, name string, f *os.File, info *unix.LoopInfo64) {
+		abortFUSE(info.Device)
+		if err := unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0); err != nil {
+			errs = append(errs, fmt.Errorf("lab: detach %s (%s): %w", path, name, err))
+			return
+		}
+		done = append(done, path)
+	})
+	return done, errors.Join(errs...)
+}
+
+// LoopsUnder lists the bound loop devices whose backing file name, as recorded at
+// LOOP_SET_FD time (the path sysfs shows may be gone with a mount namespace), starts
+// with prefix.
+func LoopsUnder(prefix string) []string {
+	var paths []string
+	eachLoop(prefix, func(path, _ string, _ *os.File, _ *unix.LoopInfo64) { paths = append(paths, path) })
+	return paths
+}
+
+// eachLoop calls fn, with the device open, for every bound loop device whose backing
+// file name starts with prefix.
+func eachLoop(prefix string, fn func(path, name string, f *os.File, info *unix.LoopInfo64)) {
+	devs, _ := filepath.Glob("/sys/block/loop*")
 	for _, d := range devs {
 		n, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), "loop"))
 		if err != nil {
 			continue
 		}
 		path := "/dev/loop" + strconv.Itoa(n)
-		ok, err := detachLoopIf(path, prefix)
+		f, err := os.OpenFile(path, os.O_RDONLY, 0)
 		if err != nil {
-			errs = append(errs, err)
-		} else if ok {
-			done = append(done, path)
+			continue // no node in /dev, or not ours to open: not a lab device
 		}
+		info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
+		if err == nil { // else ENXIO: not bound
+			if name := unix.ByteSliceToString(info.File_name[:]); strings.HasPrefix(name, prefix) {
+				fn(path, name, f, info)
+			}
+		}
+		_ = f.Close()
 	}
-	return done, errors.Join(errs...)
-}
-
-func detachLoopIf(path, prefix string) (bool, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY, 0)
-	if err != nil {
-		return false, nil // no node in /dev, or not ours to open: not a lab device
-	}
-	defer f.Close()
-	info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
-	if err != nil {
-		return false, nil // ENXIO: not bound
-	}
-	name := unix.ByteSliceToString(info.File_name[:])
-	if !strings.HasPrefix(name, prefix) {
-		return false, nil
-	}
-	abortFUSE(info.Device)
-	if err := unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0); err != nil {
-		return false, fmt.Errorf("lab: detach %s (%s): %w", path, name, err)
-	}
-	return true, nil
 }
 
 // fuseConnections is the fusectl file system; the lab mounts it when needed.

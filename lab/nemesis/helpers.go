@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -113,16 +110,4 @@ func setPreferred(doc map[string]any, role string, nodes []string) {
 			m["preferred_nodes"] = nodes
 		}
 	}
-}
-
-// loopsUnder counts the loop devices whose backing file is under dir.
-func loopsUnder(dir string) int {
-	n := 0
-	paths, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	for _, p := range paths {
-		if b, err := os.ReadFile(p); err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), dir) {
-			n++
-		}
-	}
-	return n
 }

@@ -257,7 +257,7 @@ func runRestart(ctx context.Context, r *runner, c *Cycle, _ string) (expect, err
 	if err != nil {
 		return expect{}, err
 	}
-	loops := loopsUnder(filepath.Join(r.f.Dir(), "nodes", h))
+	loops := len(lab.LoopsUnder(filepath.Join(r.f.Dir(), "nodes", h)))
 	c.check("leftovers-present", len(st.VIPs) > 0, "before the restart node %s still had %s and %d LUN loop device(s)", h, st, loops)
 	err = r.f.StartNode(ctx, h)
 	flt.Healed = time.Now()
