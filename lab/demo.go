@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -124,7 +125,45 @@ func (d *demo) failed(ctx context.Context, err error) error {
 		return fmt.Errorf("lab: demo interrupted: %w", ctx.Err())
 	}
 	d.n.printf("\n%s %v\n", paint(d.n.colour, ansiRed, "FAILED:"), err)
+	d.diagnose(ctx)
 	return fmt.Errorf("lab: demo: %w", err)
+}
+
+// diagnoseLines is how much of each agent's log a failed demo prints.
+const diagnoseLines = 40
+
+// diagnose prints what a failed step needs for a post-mortem once the lab's directory
+// is gone: the status, the whole history and the end of every agent's log.
+func (d *demo) diagnose(ctx context.Context) {
+	d.n.section("Diagnostics")
+	d.n.status(ctx, d.f)
+	if evs, err := d.f.History(ctx, "", 200); err == nil {
+		d.n.timeline(evs)
+	} else {
+		d.n.note("history: %v", err)
+	}
+	for _, name := range d.f.Nodes() {
+		d.n.printf("-- last %d lines of %s --\n", diagnoseLines, d.f.LogPath(name))
+		tail, err := tailFile(d.f.LogPath(name), diagnoseLines)
+		if err != nil {
+			d.n.note("%v", err)
+			continue
+		}
+		d.n.printf("%s\n", tail)
+	}
+}
+
+// tailFile returns the last n lines of the file at path.
+func tailFile(path string, n int) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n"), nil
 }
 
 // keep leaves the farm running until ctx ends and tells the operator how to reach it.
