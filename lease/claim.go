@@ -109,6 +109,30 @@ func (s *Store) holds(c Claim) clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(s.claimKey(c.Role)), "=", c.Token)
 }
 
+// Adopt confirms that c, a claim a view showed under sess's lease, still exists
+// unchanged, and returns the role's last-holder record read in the same transaction, as
+// a won TryClaim would have. It writes nothing: unlike TryClaim it never creates a claim,
+// so a view that is already stale (the claim was released meanwhile) cannot turn into a
+// fresh claim. ErrNotHolder when the claim is gone, replaced or on another lease.
+func (s *Store) Adopt(ctx context.Context, sess *Session, c Claim) (LastHolder, error) {
+	if err := s.checkClaim(c); err != nil {
+		return LastHolder{}, err
+	}
+	key := s.claimKey(c.Role)
+	resp, err := s.cli.Txn(ctx).If(
+		s.holds(c),
+		clientv3.Compare(clientv3.Value(key), "=", c.Node),
+		clientv3.Compare(clientv3.LeaseValue(key), "=", int64(sess.ID())),
+	).Then(clientv3.OpGet(s.lastKey(c.Role))).Commit()
+	if err != nil {
+		return LastHolder{}, fmt.Errorf("lease: adopt claim of role %q (token %d): %w", c.Role, c.Token, err)
+	}
+	if !resp.Succeeded {
+		return LastHolder{}, fmt.Errorf("lease: adopt claim of role %q (token %d): %w", c.Role, c.Token, ErrNotHolder)
+	}
+	return decodeLast(c.Role, resp.Responses[0].GetResponseRange().Kvs)
+}
+
 // Rebind moves this node's claim c to the lease of sess, keeping the key and therefore its
 // CreateRevision (the fencing token): after an etcd outage a holder that kept running
 // carries its claim over to its new session before the old lease expires. Guarded by the

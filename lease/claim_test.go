@@ -262,3 +262,58 @@ func TestRebindKeepsTokenAcrossSessions(t *testing.T) {
 		t.Fatalf("rebind of a stale claim: %v, want ErrNotHolder", err)
 	}
 }
+
+// Adopt confirms a claim still exactly as a view showed it and writes nothing; in every
+// other case it reports ErrNotHolder and, above all, creates no claim (TryClaim would).
+func TestAdoptOnlyConfirmsAnExistingClaim(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	s, cli, _ := newTestStore(t)
+	sess := newTestSession(t, cli, 5*time.Second)
+	other := newTestSession(t, cli, 5*time.Second)
+	c, _, ok, err := s.TryClaim(ctx, sess, "db", "a")
+	if err != nil || !ok {
+		t.Fatalf("claim: ok=%v err=%v", ok, err)
+	}
+	if err := s.MarkHolder(ctx, c, 7); err != nil {
+		t.Fatal(err)
+	}
+	prev, err := s.Adopt(ctx, sess, c)
+	if err != nil {
+		t.Fatalf("adopt of the live claim: %v", err)
+	}
+	if prev.Node != "a" || prev.Token != c.Token {
+		t.Fatalf("adopt returned last holder %+v, want a with token %d", prev, c.Token)
+	}
+	renamed := c
+	renamed.Node = "b"
+	stale := c
+	stale.Token--
+	for name, tc := range map[string]struct {
+		sess *Session
+		c    Claim
+	}{
+		"other lease": {other, c},
+		"other node":  {sess, renamed},
+		"other token": {sess, stale},
+	} {
+		if _, err := s.Adopt(ctx, tc.sess, tc.c); !errors.Is(err, ErrNotHolder) {
+			t.Errorf("%s: adopt = %v, want ErrNotHolder", name, err)
+		}
+	}
+	if err := s.Release(ctx, c, &LastHolder{Node: "a", Token: c.Token, Clean: true}, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Adopt(ctx, sess, c); !errors.Is(err, ErrNotHolder) {
+		t.Fatalf("adopt after the release: %v, want ErrNotHolder", err)
+	}
+	v, err := s.View(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, held := v.Claims["db"]; held {
+		t.Fatalf("adopting a released claim left a claim: %+v", got)
+	}
+	if v.Targets["db"] != "b" {
+		t.Fatalf("target = %q, want b (untouched by the failed adopt)", v.Targets["db"])
+	}
+}

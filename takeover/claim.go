@@ -76,16 +76,21 @@ func (l *loop) adoptStranded(ctx context.Context, v *lease.View) {
 		if !room {
 			err := l.st.Release(cctx, c, nil, "")
 			cancel()
-			a.log.Warn("gave back a claim this node cannot run", zap.String("role", role), zap.Int64("token", c.Token), zap.Error(err))
+			if !errors.Is(err, lease.ErrNotHolder) { // not ours any more: the view was stale
+				a.log.Warn("gave back a claim this node cannot run", zap.String("role", role), zap.Int64("token", c.Token), zap.Error(err))
+			}
 			continue
 		}
-		cl, prev, won, err := l.st.TryClaim(cctx, l.sess, role, a.cfg.Node)
+		// Adopt, not TryClaim: the view may predate a release this very reconcile made
+		// (a move), and TryClaim would then claim the role afresh, ignoring its target.
+		prev, err := l.st.Adopt(cctx, l.sess, c)
 		cancel()
-		if err != nil || !won {
+		if err != nil {
 			continue
 		}
-		a.log.Warn("found our own claim without its takeover (an answer lost to a timeout); taking over", zap.String("role", role))
-		a.acquire(ctx, l.st, l.sess, *r, cl, prev)
+		a.log.Warn("found our own claim without its takeover (an answer lost to a timeout); taking over",
+			zap.String("role", role), zap.Int64("token", c.Token))
+		a.acquire(ctx, l.st, l.sess, *r, c, prev)
 	}
 }
 

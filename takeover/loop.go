@@ -196,8 +196,15 @@ func (l *loop) reconcile(ctx context.Context, v *lease.View) error {
 	if err := l.checkHeld(ctx, v); err != nil {
 		return err
 	}
-	if err := l.handleCommands(ctx, v); err != nil {
-		return err
+	if len(v.Commands[l.a.cfg.Node]) > 0 {
+		if err := l.handleCommands(ctx, v); err != nil {
+			return err
+		}
+		// A command may have released roles: decide the rest on what etcd has now, not
+		// on claims this node just gave up.
+		if nv, err := l.refresh(ctx); err == nil {
+			v = nv
+		}
 	}
 	l.dropUnspecified(ctx, v)
 	if l.needsQualification(v) {

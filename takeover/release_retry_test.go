@@ -59,3 +59,49 @@ func TestFailedReleaseIsRetriedNotReadopted(t *testing.T) {
 		t.Fatalf("release still pending: %v", a.releasing)
 	}
 }
+
+// The view a reconcile starts from predates the releases its own commands make: after
+// `role move` released r1 to b, that view still shows r1 claimed by this session with
+// nothing running here, which is what a stranded claim looks like. Adopting it must not
+// claim the role afresh (the bug: TryClaim did, and the move never happened).
+func TestReleasedRoleIsNotReadoptedFromAStaleView(t *testing.T) {
+	f := newFarm(t)
+	f.apply(spec(roleSpec("r1")))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a, err := NewAgent(f.config("a"), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := lease.NewSession(ctx, f.store.Client(), testTTL, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sess.Close(context.Background()) }()
+	c, _, won, err := f.store.TryClaim(ctx, sess, "r1", "a")
+	if err != nil || !won {
+		t.Fatalf("claim r1: won=%v err=%v", won, err)
+	}
+	stale, err := f.store.View(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.Release(ctx, c, &lease.LastHolder{Node: "a", Token: c.Token, Clean: true, Reason: "move to b"}, "b"); err != nil {
+		t.Fatal(err)
+	}
+	l := &loop{a: a, st: f.store, sess: sess, started: time.Now()}
+	l.adoptStranded(ctx, stale)
+	if a.held["r1"] != nil {
+		t.Fatal("a took r1 back after releasing it to b")
+	}
+	v, err := f.store.View(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := v.Claims["r1"]; ok {
+		t.Fatalf("r1 claimed again after its release: %+v", got)
+	}
+	if v.Targets["r1"] != "b" {
+		t.Fatalf("target = %q, want b", v.Targets["r1"])
+	}
+}
