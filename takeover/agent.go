@@ -148,6 +148,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 
 	if err := a.allocateID(ctx, st); err != nil {
+		if ctx.Err() != nil {
+			// Stopped (SIGTERM) while etcd was out of reach: a clean exit, as after joining.
+			a.log.Info("agent stopped before it could join", zap.Error(err))
+			return nil
+		}
 		return err
 	}
 	stopHB, err := a.startHeartbeats(ctx)
@@ -214,6 +219,9 @@ func (a *Agent) allocateID(ctx context.Context, st *lease.Store) error {
 			a.log = a.log.With(zap.Uint32("node_id", id))
 			a.setLocal(func(l *LocalStatus) { l.NodeID = id })
 			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("takeover: allocate node id: %w", ctx.Err())
 		}
 		a.touchLoop()
 		a.log.Warn("allocate node id", zap.Error(err))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -514,5 +515,37 @@ func TestStrandedOwnClaimIsTakenOver(t *testing.T) {
 	f.waitView("a active with r1", all(holderIs("r1", "a"), stateIs("a", StateActive)))
 	if pid := findExec(t, "a", "r1"); pid == 0 {
 		t.Fatal("r1's executable is not running on a")
+	}
+}
+
+// An agent stopped while etcd is out of reach, before it ever joined, exits cleanly
+// (nil, so `understudy agent` exits 0 on SIGTERM), as it does once joined.
+func TestStopBeforeJoiningIsClean(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String() // nothing listens here once closed
+	_ = ln.Close()
+	cfg := Config{Node: "a", Cluster: "test", Prefix: lease.Prefix("test"),
+		Etcd: EtcdConfig{Endpoints: []string{dead}, DialTimeout: time.Second}, TTL: testTTL,
+		StateDir: t.TempDir(), LogFormat: "console", LogLevel: "info"}
+	a, err := NewAgent(cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	// Let it fail at least one node-id allocation, then stop it as SIGTERM would.
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after a stop before joining = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
 	}
 }
