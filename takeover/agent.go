@@ -45,8 +45,7 @@ type Agent struct {
 	orphaned   map[string]time.Time // role -> when this node saw its claim vanish (monotonic)
 	claimedAt  map[string]time.Time // role -> when this node first saw its current claim (monotonic)
 	backoff    map[string]time.Time // role -> do not claim before (monotonic), after a failure
-	failures   map[string]int       // role -> consecutive failed takeovers on this node
-	failStreak int                  // consecutive failed takeovers, any role
+	failures   failureLog           // recent failures: backoff and self-cordon (failures.go)
 	draining   bool
 	lastRec    string // last node record written, to skip identical writes
 	roleEvent  chan roleFailure
@@ -77,7 +76,7 @@ func NewAgent(cfg Config, log *zap.Logger) (*Agent, error) {
 		claimedAt: map[string]time.Time{},
 		releasing: map[string]pendingRelease{},
 		backoff:   map[string]time.Time{},
-		failures:  map[string]int{},
+		failures:  newFailureLog(),
 		roleEvent: make(chan roleFailure, 16),
 		fast:      newFastState(),
 	}

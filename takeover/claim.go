@@ -293,8 +293,7 @@ func (a *Agent) acquire(ctx context.Context, st *lease.Store, sess *lease.Sessio
 	a.held[r.Name] = h
 	a.syncLocalRoles()
 	delete(a.orphaned, r.Name)
-	delete(a.failures, r.Name)
-	a.failStreak = 0
+	a.failures.success(r.Name)
 	ev.Kind = EventTakeover
 	a.appendEvent(ctx, st, ev)
 	log.Info("role taken over", zap.Duration("duration", ev.Total), zap.Any("steps", steps))
@@ -303,12 +302,12 @@ func (a *Agent) acquire(ctx context.Context, st *lease.Store, sess *lease.Sessio
 // takeoverFailed releases the claim after a failed takeover. The last-holder record stays
 // unclean, so whoever tries next fences whatever this attempt may have touched.
 func (a *Agent) takeoverFailed(ctx context.Context, st *lease.Store, log *zap.Logger, role string, c lease.Claim, ev lease.Event, err error) {
-	a.failures[role]++
-	wait := a.cfg.TTL << min(a.failures[role], 5)
-	a.backoff[role] = time.Now().Add(min(wait, time.Minute))
+	now := time.Now()
+	n := a.failures.countRole(role, now)
+	a.backoff[role] = now.Add(roleBackoff(a.cfg.TTL, n))
 	ev.Kind, ev.Detail = EventTakeoverFailed, err.Error()
 	log.Error("takeover failed; releasing the claim", zap.Error(err), zap.Any("steps", ev.Steps),
-		zap.Int("failures", a.failures[role]))
+		zap.Int("failures", n))
 	rctx, cancel := a.etcdCtx(context.WithoutCancel(ctx))
 	defer cancel()
 	if rerr := st.Release(rctx, c, nil, ""); rerr != nil {
@@ -316,8 +315,8 @@ func (a *Agent) takeoverFailed(ctx context.Context, st *lease.Store, log *zap.Lo
 	}
 	a.appendEvent(rctx, st, ev)
 	a.metrics.transitions.WithLabelValues(role, EventTakeoverFailed).Inc()
-	if a.failStreak++; a.failStreak >= maxFailStreak {
-		a.cordonSelf(rctx, st, fmt.Sprintf("%d takeovers failed in a row; last: %v", a.failStreak, err))
+	if streak := a.failures.countTakeover(now); streak >= maxFailStreak {
+		a.cordonSelf(rctx, st, fmt.Sprintf("%d takeovers failed in a row; last: %v", streak, err))
 	}
 }
 
@@ -332,7 +331,7 @@ func (a *Agent) cordonSelf(ctx context.Context, st *lease.Store, why string) {
 		a.log.Warn("cordon self", zap.Error(err))
 		return
 	}
-	a.failStreak = 0
+	a.failures.streak = 0
 	a.appendEvent(ctx, st, lease.Event{Node: a.cfg.Node, Kind: EventCordon, Detail: why})
 }
 

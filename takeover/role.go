@@ -203,8 +203,8 @@ func (a *Agent) roleFailed(ctx context.Context, st *lease.Store, f roleFailure) 
 	}
 	a.log.Error("role failed on this node; releasing it", zap.String("role", role),
 		zap.String("source", f.source), zap.Error(f.err))
-	a.failures[role]++
-	a.backoff[role] = time.Now().Add(min(a.cfg.TTL<<min(a.failures[role], 5), time.Minute))
+	now := time.Now()
+	a.backoff[role] = now.Add(roleBackoff(a.cfg.TTL, a.failures.countRole(role, now)))
 	a.stopRole(ctx, st, role, EventRelease, f.source+" failed: "+f.err.Error(), "", true)
 }
 
