@@ -23,6 +23,8 @@ type netnsFarm struct {
 
 func (f *Farm) enableAuth(context.Context) error { return nil }
 
+func (f *Farm) healthTLS(string, string, *agentConfig) error { return nil }
+
 type san struct{}
 
 func (*san) addLUN(context.Context) (int, error) {

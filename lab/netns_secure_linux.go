@@ -62,6 +62,21 @@ func (f *Farm) prepareTLS() error {
 
 // memberTLS issues member m's server certificate (for its address) and returns the
 // `lab etcd` flags that make it require client certificates.
+// healthTLS gives a Secure lab's node a certificate for its health endpoint on ip, and
+// turns on mutual TLS there; the lab's CA verifies the peers in fast detection's probe.
+func (f *Farm) healthTLS(node, ip string, cfg *agentConfig) error {
+	if f.secure == nil {
+		return nil
+	}
+	cert, key, err := f.secure.ca.Issue("health-"+node, []net.IP{net.ParseIP(ip)})
+	if err != nil {
+		return fmt.Errorf("lab: node %s: %w", node, err)
+	}
+	cfg.HealthCert, cfg.HealthKey = cert, key
+	cfg.HealthClientCA, cfg.HealthPeerCA = f.secure.ca.File, f.secure.ca.File
+	return nil
+}
+
 func (f *Farm) memberTLS(m etcdMember, addr string) ([]string, error) {
 	cert, key, err := f.secure.ca.Issue("etcd-"+m.name, []net.IP{net.ParseIP(addr)})
 	if err != nil {

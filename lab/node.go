@@ -55,6 +55,12 @@ type agentConfig struct {
 	Addresses    []string   `yaml:"addresses,omitempty"`
 	HBListen     string     `yaml:"heartbeat_listen,omitempty"`
 	HBKeyFile    string     `yaml:"heartbeat_key_file,omitempty"`
+	// A Secure lab's health endpoints: mutual TLS with the lab's CA, which also
+	// verifies the peers in fast detection's probe.
+	HealthCert     string `yaml:"health_tls_cert_file,omitempty"`
+	HealthKey      string `yaml:"health_tls_key_file,omitempty"`
+	HealthClientCA string `yaml:"health_tls_client_ca_file,omitempty"`
+	HealthPeerCA   string `yaml:"health_tls_peer_ca_file,omitempty"`
 }
 
 type etcdConfig struct {
@@ -85,6 +91,9 @@ func (f *Farm) newNode(ctx context.Context, name string) (*node, error) {
 		// Heartbeats on the client network, the second check on the control network's
 		// health endpoint: two paths, as the design asks of fast detection.
 		cfg.HBListen, cfg.HBKeyFile = h.Addr+":7946", filepath.Join(f.dir, "heartbeat.key")
+		if err := f.healthTLS(name, h.Ctl, &cfg); err != nil {
+			return nil, err
+		}
 	} else {
 		ports, err := freePorts(1)
 		if err != nil {

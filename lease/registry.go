@@ -35,6 +35,8 @@ type NodeRecord struct {
 	Lease     int64     `json:"lease"` // lease id, so status can ask TimeToLive
 	// Heartbeat is where the node receives fast-detection heartbeats (ip:port).
 	Heartbeat string `json:"heartbeat,omitempty"`
+	// HealthTLS: the health endpoint speaks TLS only; fast detection probes it so.
+	HealthTLS bool `json:"health_tls,omitempty"`
 }
 
 // Qualification is the result of checking that a node can run the cluster's roles.

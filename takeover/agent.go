@@ -81,6 +81,13 @@ func NewAgent(cfg Config, log *zap.Logger) (*Agent, error) {
 		fast:      newFastState(),
 	}
 	a.build = a.buildChain
+	if cfg.HeartbeatListen != "" {
+		p, err := newAgentProber(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("takeover: config: %w", err)
+		}
+		a.fast.probe = p
+	}
 	a.local = LocalStatus{Node: cfg.Node, State: StateDown, TTL: cfg.TTL}
 	a.metrics = newMetrics(func() float64 { return a.Local().KeepaliveAge.Seconds() })
 	return a, nil

@@ -51,13 +51,16 @@ type Config struct {
 	// HealthTLSCertFile and HealthTLSKeyFile (PEM) make the health endpoint serve TLS
 	// 1.2+ only; both or neither. HealthTLSClientCAFile additionally requires client
 	// certificates signed by one of its CAs. Read once at start (restart to renew).
-	HealthTLSCertFile     string   `mapstructure:"health_tls_cert_file" yaml:"health_tls_cert_file"`
-	HealthTLSKeyFile      string   `mapstructure:"health_tls_key_file" yaml:"health_tls_key_file"`
-	HealthTLSClientCAFile string   `mapstructure:"health_tls_client_ca_file" yaml:"health_tls_client_ca_file"`
-	StateDir              string   `mapstructure:"state_dir" yaml:"state_dir"`
-	Addresses             []string `mapstructure:"addresses" yaml:"addresses"` // this node's IPs, for status
-	LogFormat             string   `mapstructure:"log_format" yaml:"log_format"`
-	LogLevel              string   `mapstructure:"log_level" yaml:"log_level"`
+	HealthTLSCertFile     string `mapstructure:"health_tls_cert_file" yaml:"health_tls_cert_file"`
+	HealthTLSKeyFile      string `mapstructure:"health_tls_key_file" yaml:"health_tls_key_file"`
+	HealthTLSClientCAFile string `mapstructure:"health_tls_client_ca_file" yaml:"health_tls_client_ca_file"`
+	// HealthTLSPeerCAFile verifies the other nodes' TLS health endpoints when fast
+	// detection probes them (this node presents its own health certificate).
+	HealthTLSPeerCAFile string   `mapstructure:"health_tls_peer_ca_file" yaml:"health_tls_peer_ca_file"`
+	StateDir            string   `mapstructure:"state_dir" yaml:"state_dir"`
+	Addresses           []string `mapstructure:"addresses" yaml:"addresses"` // this node's IPs, for status
+	LogFormat           string   `mapstructure:"log_format" yaml:"log_format"`
+	LogLevel            string   `mapstructure:"log_level" yaml:"log_level"`
 	// HeartbeatListen is the ip:port this node sends and receives fast-detection
 	// heartbeats on ("" disables: the node can neither hold nor detect fast roles
 	// early; it still takes them over after lease expiry).
@@ -102,9 +105,10 @@ var options = []option{
 	{"ttl", "ttl", 3 * time.Second, "the node's etcd lease TTL: whole seconds, at least 1s"},
 	{"demote_margin", "demote-margin", time.Duration(0), "an active node demotes itself when its last acknowledged keepalive is older than ttl minus this; less than ttl/2 (0: the default, ttl/3)"},
 	{"health_listen", "health-listen", ":7480", `health endpoint host:port ("" disables it)`},
-	{"health_tls_cert_file", "health-tls-cert-file", "", "PEM certificate of the health endpoint: with health_tls_key_file it serves TLS 1.2+ only, otherwise plain HTTP (not with heartbeat_listen: peers probe it over plain HTTP)"},
+	{"health_tls_cert_file", "health-tls-cert-file", "", "PEM certificate of the health endpoint: with health_tls_key_file it serves TLS 1.2+ only, otherwise plain HTTP (with heartbeat_listen also set health_tls_peer_ca_file)"},
 	{"health_tls_key_file", "health-tls-key-file", "", "PEM private key of health_tls_cert_file (both or neither)"},
 	{"health_tls_client_ca_file", "health-tls-client-ca-file", "", "PEM CA certificates: when set, the health endpoint requires and verifies client certificates signed by them (needs health_tls_cert_file)"},
+	{"health_tls_peer_ca_file", "health-tls-peer-ca-file", "", "PEM CA certificates that signed the other nodes' health certificates: fast detection's second check verifies TLS peers with them and presents this node's health certificate (required with heartbeat_listen and health_tls_cert_file)"},
 	{"state_dir", "state-dir", "/var/lib/understudy", "directory for this node's local state, an absolute path (iSCSI storage keeps its devices there)"},
 	{"addresses", "addresses", []string{}, "this node's IP addresses, shown in status"},
 	{"log_format", "log-format", "json", `log format: "json" or "console"`},

@@ -7,13 +7,12 @@ import (
 
 // validateHealthTLS checks the health_tls_* keys: cert and key together, the client CA
 // only with them, every file readable (the contents are checked when the endpoint
-// starts). Fast detection's second check (probeAgent) speaks plain HTTP without a
-// client certificate, so a TLS endpoint would make every probe of this node fail and a
-// heartbeat loss alone would fence it: refused until the probe can speak TLS.
+// starts). With fast detection on, a TLS node also needs the peers' CA: its peers speak
+// TLS too, and its probes of them could otherwise never decide.
 func (c Config) validateHealthTLS() []error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	cert, key, ca := c.HealthTLSCertFile, c.HealthTLSKeyFile, c.HealthTLSClientCAFile
+	cert, key, ca, peer := c.HealthTLSCertFile, c.HealthTLSKeyFile, c.HealthTLSClientCAFile, c.HealthTLSPeerCAFile
 	switch {
 	case cert != "" && key == "":
 		add("health_tls_key_file: required with health_tls_cert_file (set both or neither)")
@@ -24,6 +23,7 @@ func (c Config) validateHealthTLS() []error {
 	}
 	for _, f := range []struct{ key, path string }{
 		{"health_tls_cert_file", cert}, {"health_tls_key_file", key}, {"health_tls_client_ca_file", ca},
+		{"health_tls_peer_ca_file", peer},
 	} {
 		if f.path == "" {
 			continue
@@ -43,8 +43,8 @@ func (c Config) validateHealthTLS() []error {
 		if c.HealthListen == "" {
 			add("health_tls_cert_file: set but health_listen is \"\" (the endpoint is disabled)")
 		}
-		if c.HeartbeatListen != "" {
-			add("health_tls_cert_file: not supported with heartbeat_listen yet (fast detection probes peers' health endpoints over plain HTTP)")
+		if c.HeartbeatListen != "" && peer == "" {
+			add("health_tls_peer_ca_file: required with heartbeat_listen and health_tls_cert_file (fast detection probes the peers' TLS health endpoints and must verify them)")
 		}
 	}
 	return errs

@@ -45,8 +45,11 @@ func TestConfigHealthTLS(t *testing.T) {
 			"--health-tls-client-ca-file", missing}, "health_tls_client_ca_file: stat " + missing},
 		{"endpoint disabled", minimalFile, []string{"--health-listen", "", "--health-tls-cert-file", cert, "--health-tls-key-file", key},
 			`health_tls_cert_file: set but health_listen is ""`},
-		{"with fast detection", minimalFile + "heartbeat_listen: 127.0.0.1:7946\nheartbeat_key_file: " + key + "\n",
-			[]string{"--health-tls-cert-file", cert, "--health-tls-key-file", key}, "not supported with heartbeat_listen"},
+		{"fast detection without the peers' CA", minimalFile + "heartbeat_listen: 127.0.0.1:7946\nheartbeat_key_file: " + key + "\n",
+			[]string{"--health-tls-cert-file", cert, "--health-tls-key-file", key}, "health_tls_peer_ca_file: required with heartbeat_listen"},
+		{"fast detection with the peers' CA", minimalFile + "heartbeat_listen: 127.0.0.1:7946\nheartbeat_key_file: " + key + "\n",
+			[]string{"--health-tls-cert-file", cert, "--health-tls-key-file", key, "--health-tls-peer-ca-file", ca}, ""},
+		{"unreadable peer ca", minimalFile, []string{"--health-tls-peer-ca-file", missing}, "health_tls_peer_ca_file: stat " + missing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,8 +3,6 @@ package takeover
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -29,12 +27,14 @@ import (
 // fastState is the agent's fast-detection state. self is shared with the heartbeat
 // goroutine; the rest belongs to the loop goroutine.
 type fastState struct {
-	hb   *heartbeat.Service // nil: heartbeats not configured
-	self atomic.Pointer[hbSelf]
+	hb    *heartbeat.Service // nil: heartbeats not configured
+	self  atomic.Pointer[hbSelf]
+	probe *agentProber // the second check; set with heartbeats
 
 	watching  map[string]claimSeen    // role -> the claim being watched, since when
 	preSteps  map[string][]lease.Step // role -> steps of an early fence, for the takeover event
 	preFenced map[string]int64        // role -> token of the holder already fenced early
+	undecided map[string]int64        // role -> token whose undecided probe was logged
 }
 
 type hbSelf struct {
@@ -50,7 +50,7 @@ type claimSeen struct {
 
 func newFastState() fastState {
 	return fastState{watching: map[string]claimSeen{}, preSteps: map[string][]lease.Step{},
-		preFenced: map[string]int64{}}
+		preFenced: map[string]int64{}, undecided: map[string]int64{}}
 }
 
 // startHeartbeats starts the heartbeat service when the config enables it; the
@@ -154,9 +154,20 @@ func (l *loop) fastDetect(ctx context.Context) {
 		if suspected.Sub(last) < window {
 			continue
 		}
-		alive, probe := probeAgent(ctx, rec, window)
-		if alive {
-			a.log.Debug("holder silent but its agent answers", zap.String("role", r.Name), zap.String("holder", c.Node))
+		res, probe, perr := a.fast.probe.probe(ctx, rec, window)
+		switch res {
+		case probeAlive, probeNoEndpoint:
+			a.log.Debug("holder silent but not proven dead", zap.String("role", r.Name), zap.String("holder", c.Node),
+				zap.Stringer("probe", res))
+			continue
+		case probeUndecided:
+			// Something answers but TLS between us fails: never fence on that. Logged once
+			// per claim; the lease path still acts if the holder is really gone.
+			if a.fast.undecided[r.Name] != c.Token {
+				a.fast.undecided[r.Name] = c.Token
+				a.log.Warn("fast detection: holder silent but its health endpoint cannot be checked; leaving it to the lease",
+					zap.String("role", r.Name), zap.String("holder", c.Node), zap.Int64("token", c.Token), zap.Error(perr))
+			}
 			continue
 		}
 		l.fastTakeover(ctx, v, r, c, last, []lease.Step{
@@ -166,37 +177,6 @@ func (l *loop) fastDetect(ctx context.Context) {
 		return
 	}
 }
-
-// probeAgent is the second check: GET the holder's health endpoint (another network
-// than the heartbeats' in a typical setup), bounded by timeout. It reports whether the
-// agent answered, and how long the check took.
-func probeAgent(ctx context.Context, rec lease.NodeRecord, timeout time.Duration) (bool, time.Duration) {
-	start := time.Now()
-	host, port, err := net.SplitHostPort(rec.Health)
-	if err != nil {
-		return false, time.Since(start)
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		if len(rec.Addresses) == 0 {
-			return false, time.Since(start)
-		}
-		host = rec.Addresses[0]
-	}
-	ctx, cancel := context.WithTimeout(ctx, max(timeout, 50*time.Millisecond))
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
-	if err != nil {
-		return false, time.Since(start)
-	}
-	resp, err := probeClient.Do(req)
-	if err != nil {
-		return false, time.Since(start)
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode == http.StatusOK, time.Since(start)
-}
-
-var probeClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 
 // fastTakeover: the holder of r is dead by both checks. Become the only node fencing
 // it, fence and verify, revoke its lease, claim and take over. Any failure leaves the
