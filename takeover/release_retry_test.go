@@ -16,26 +16,13 @@ import (
 // loop (no running agent) so the failed release needs no fault injection.
 func TestFailedReleaseIsRetriedNotReadopted(t *testing.T) {
 	f := newFarm(t)
-	f.apply(spec(roleSpec("r1")))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	a, err := NewAgent(f.config("a"), zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := lease.NewSession(ctx, f.store.Client(), testTTL, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sess.Close(context.Background()) }()
-	c, _, won, err := f.store.TryClaim(ctx, sess, "r1", "a")
-	if err != nil || !won {
-		t.Fatalf("claim r1: won=%v err=%v", won, err)
-	}
+	l, c := claimedByLoop(ctx, t, f)
+	a := l.a
 	// What stopRole leaves when its release fails during `role move r1 --to b`.
 	last := &lease.LastHolder{Node: "a", Token: c.Token, Clean: true, Reason: "move to b"}
 	a.releasing["r1"] = pendingRelease{claim: c, last: last, target: "b"}
-	l := &loop{a: a, st: f.store, sess: sess, started: time.Now()}
 
 	v, err := f.store.View(ctx)
 	if err != nil {
@@ -66,22 +53,10 @@ func TestFailedReleaseIsRetriedNotReadopted(t *testing.T) {
 // claim the role afresh (the bug: TryClaim did, and the move never happened).
 func TestReleasedRoleIsNotReadoptedFromAStaleView(t *testing.T) {
 	f := newFarm(t)
-	f.apply(spec(roleSpec("r1")))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	a, err := NewAgent(f.config("a"), zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := lease.NewSession(ctx, f.store.Client(), testTTL, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sess.Close(context.Background()) }()
-	c, _, won, err := f.store.TryClaim(ctx, sess, "r1", "a")
-	if err != nil || !won {
-		t.Fatalf("claim r1: won=%v err=%v", won, err)
-	}
+	l, c := claimedByLoop(ctx, t, f)
+	a := l.a
 	stale, err := f.store.View(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +64,6 @@ func TestReleasedRoleIsNotReadoptedFromAStaleView(t *testing.T) {
 	if err := f.store.Release(ctx, c, &lease.LastHolder{Node: "a", Token: c.Token, Clean: true, Reason: "move to b"}, "b"); err != nil {
 		t.Fatal(err)
 	}
-	l := &loop{a: a, st: f.store, sess: sess, started: time.Now()}
 	l.adoptStranded(ctx, stale)
 	if a.held["r1"] != nil {
 		t.Fatal("a took r1 back after releasing it to b")
@@ -104,4 +78,25 @@ func TestReleasedRoleIsNotReadoptedFromAStaleView(t *testing.T) {
 	if v.Targets["r1"] != "b" {
 		t.Fatalf("target = %q, want b", v.Targets["r1"])
 	}
+}
+
+// claimedByLoop applies a one-role spec (r1) and returns a loop of agent a, not running,
+// whose session holds the claim of r1, as if a had claimed it but runs nothing.
+func claimedByLoop(ctx context.Context, t *testing.T, f *farm) (*loop, lease.Claim) {
+	t.Helper()
+	f.apply(spec(roleSpec("r1")))
+	a, err := NewAgent(f.config("a"), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := lease.NewSession(ctx, f.store.Client(), testTTL, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sess.Close(context.Background()) })
+	c, _, won, err := f.store.TryClaim(ctx, sess, "r1", "a")
+	if err != nil || !won {
+		t.Fatalf("claim r1: won=%v err=%v", won, err)
+	}
+	return &loop{a: a, st: f.store, sess: sess, started: time.Now()}, c
 }
