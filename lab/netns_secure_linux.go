@@ -60,8 +60,6 @@ func (f *Farm) prepareTLS() error {
 	return nil
 }
 
-// memberTLS issues member m's server certificate (for its address) and returns the
-// `lab etcd` flags that make it require client certificates.
 // healthTLS gives a Secure lab's node a certificate for its health endpoint on ip, and
 // turns on mutual TLS there; the lab's CA verifies the peers in fast detection's probe.
 func (f *Farm) healthTLS(node, ip string, cfg *agentConfig) error {
@@ -77,6 +75,8 @@ func (f *Farm) healthTLS(node, ip string, cfg *agentConfig) error {
 	return nil
 }
 
+// memberTLS issues member m's server certificate (for its address) and returns the
+// `lab etcd` flags that make it require client certificates.
 func (f *Farm) memberTLS(m etcdMember, addr string) ([]string, error) {
 	cert, key, err := f.secure.ca.Issue("etcd-"+m.name, []net.IP{net.ParseIP(addr)})
 	if err != nil {

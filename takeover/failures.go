@@ -12,7 +12,7 @@ const maxRoleBackoff = time.Minute
 
 // failureLog is this node's record of recent failures; loop-owned.
 type failureLog struct {
-	roles      map[string]int       // role -> failures since the last success, none older than failureTimeout apart
+	roles      map[string]int       // role -> failures since its last success, each within failureTimeout of the one before
 	lastAt     map[string]time.Time // role -> its last failure (monotonic)
 	streak     int                  // failed takeovers in a row, any role
 	lastStreak time.Time            // the streak's last failure (monotonic)
