@@ -5,6 +5,12 @@ import (
 	"os"
 )
 
+// HealthServesTLS reports whether the health endpoint is on and speaks TLS: the agent
+// then loads its certificates, and its node record tells fast detection's probes so.
+func (c Config) HealthServesTLS() bool {
+	return c.HealthListen != "" && c.HealthTLSCertFile != ""
+}
+
 // validateHealthTLS checks the health_tls_* keys: cert and key together, the client CA
 // only with them, every file readable (the contents are checked when the endpoint
 // starts). With fast detection on, a TLS node also needs the peers' CA: its peers speak

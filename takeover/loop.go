@@ -331,7 +331,7 @@ func (l *loop) publish(ctx context.Context, v *lease.View) {
 		a.metrics.setState(state)
 	}
 	rec := lease.NodeRecord{Name: a.cfg.Node, ID: a.id, State: state, Roles: roles,
-		Addresses: a.cfg.Addresses, Health: a.cfg.HealthListen, HealthTLS: a.cfg.HealthListen != "" && a.cfg.HealthTLSCertFile != "",
+		Addresses: a.cfg.Addresses, Health: a.cfg.HealthListen, HealthTLS: a.cfg.HealthServesTLS(),
 		Version: Version, Heartbeat: a.cfg.HeartbeatListen,
 		Since: l.since, TTL: int64(l.sess.TTL() / time.Second), Lease: int64(l.sess.ID())}
 	key := fmt.Sprintf("%s|%s|%v", state, strings.Join(roles, ","), l.since.UnixNano())

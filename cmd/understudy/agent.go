@@ -56,7 +56,7 @@ func runAgent(ctx context.Context, cfg takeover.Config, log *zap.Logger) error {
 	// Load the health endpoint's certificates before anything starts: a bad file is a
 	// configuration error (exit 2), not a runtime failure.
 	var healthTLS *tls.Config
-	if cfg.HealthListen != "" && cfg.HealthTLSCertFile != "" {
+	if cfg.HealthServesTLS() {
 		var err error
 		healthTLS, err = health.TLSConfig(health.TLSFiles{CertFile: cfg.HealthTLSCertFile,
 			KeyFile: cfg.HealthTLSKeyFile, ClientCAFile: cfg.HealthTLSClientCAFile})
